@@ -1,0 +1,53 @@
+# tcrp_lab — two commands for a newcomer:
+#   make lab    set everything up and open JupyterLab on the lessons
+#   make test   set everything up and run every test (unit, property, server, browser, notebooks)
+# Both create ./.venv unless a virtual environment is already active.
+
+PYTHON ?= python3
+VENV ?= .venv
+ifdef VIRTUAL_ENV
+  BIN := $(VIRTUAL_ENV)/bin
+else
+  BIN := $(VENV)/bin
+endif
+STAMP := $(BIN)/.tcrp_lab-installed
+NBVAL := --nbval --nbval-current-env --nbval-cell-timeout=120 --nbval-sanitize-with notebooks/sanitize.cfg
+
+.PHONY: lab test test-fast test-container install system-deps server bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --upgrade --quiet pip
+	$(BIN)/python -m pip install --quiet -e '.[lab,test]'
+	@touch $@
+
+install: $(STAMP)
+
+# Debian packages the browser test needs (Chromium; Playwright never downloads a browser here).
+system-deps:
+	@bash scripts/install-system-deps.sh
+
+lab: install
+	$(BIN)/python -m jupyterlab --notebook-dir=notebooks
+
+test: install system-deps
+	$(BIN)/python -m pytest tests notebooks $(NBVAL)
+
+# The same without the browser and notebooks, for a quick loop while editing.
+test-fast: install
+	$(BIN)/python -m pytest tests -m "not browser" -x -q
+
+# Build the Dockerfile with podman on a local stand-in base image and check it (issue: delivery).
+test-container:
+	bash scripts/container-check.sh
+
+server: install
+	$(BIN)/python -m tcrp_lab.server
+
+bench: install
+	$(BIN)/python -m tcrp_lab.bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis test-output

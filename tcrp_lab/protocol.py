@@ -1,0 +1,433 @@
+"""The TCRP wire format: bytes <-> frozen dataclasses. No sockets, no threads, no crypto.
+
+This module is the sans-IO codec of TCRP.md §2-§4 (the h11 pattern): everything here is a pure
+function of its arguments, so a notebook can build a packet by hand and compare, and property
+tests can throw any bytes at every decoder. Every decoder returns a value or raises
+:class:`ProtocolError`; nothing else escapes, whatever the input.
+
+Three layers live here:
+
+* **TCP frames** (§2): ``length u32 | body``. :func:`encode_frame` and :class:`FrameReader`, an
+  incremental reader that accepts any chunking of the stream.
+* **Messages** (§3): the 32-byte header, the room name and a JSON payload. :class:`Message`.
+* **Datagrams** (§4): the clear outer layout of a UDP datagram (:class:`Datagram`), and the JSON
+  payloads that travel sealed inside it (:class:`Hello`, :class:`Chat`, ... :class:`Pong`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import struct
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+__all__ = [
+    "Ack", "Chat", "Datagram", "ErrorCode", "FrameReader", "Hello", "Kicked", "Leave",
+    "Message", "Operation", "Payload", "Ping", "Pong", "ProtocolError", "Resend", "RoomChat",
+    "RoomClosed", "State", "SystemEvent", "Welcome", "check_name", "decode_message",
+    "decode_payload", "encode_frame",
+]
+
+# --- Limits (TCRP.md) ------------------------------------------------------------------------
+
+HEADER_SIZE = 32            #: the fixed message header: 3 one-byte fields + a 29-byte size
+SIZE_FIELD_BYTES = 29       #: OperationPayloadSize is 29 bytes wide (a seed-design oddity)
+MAX_FRAME = 65536           #: largest TCP frame body; larger (or zero) closes the connection
+FRAME_LENGTH_BYTES = 4
+MAX_DATAGRAM = 4096         #: largest UDP datagram a receiver accepts
+TOKEN_SIZE = 16             #: session token bytes (sent as 32 hex characters in COMPLETE)
+TAG_SIZE = 16               #: AES-OCB authentication tag
+SEQ_BYTES = 8
+MAX_ROOM_NAME = 64          #: characters
+MAX_USERNAME = 32           #: characters
+MAX_TEXT = 1000             #: characters in one chat message
+MAX_U64 = 2**64 - 1
+MAGIC = b"TCRP"
+VERSION = 2
+
+
+class Operation(enum.IntEnum):
+    CREATE_ROOM = 1
+    JOIN_ROOM = 2
+    LIST_ROOMS = 3
+
+
+class State(enum.IntEnum):
+    REQUEST = 0   # client -> server
+    RESPONSE = 1  # server -> client
+    COMPLETE = 2  # server -> client, carries the session token
+
+
+class ErrorCode(str, enum.Enum):
+    """The wire error codes of TCRP.md §3, sent in ``{"status": "error", "code": ...}``."""
+
+    INVALID_REQUEST = "invalid_request"
+    INVALID_NAME = "invalid_name"
+    ROOM_EXISTS = "room_exists"
+    NO_SUCH_ROOM = "no_such_room"
+    WRONG_PASSWORD = "wrong_password"
+    USERNAME_TAKEN = "username_taken"
+    ROOM_FULL = "room_full"
+    SERVER_BUSY = "server_busy"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ProtocolError(Exception):
+    """Input that breaks the protocol. ``code`` is the wire error code where one applies."""
+
+    def __init__(self, reason: str, code: ErrorCode | None = ErrorCode.INVALID_REQUEST):
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+def _json_bytes(obj: Mapping[str, Any]) -> bytes:
+    # Compact separators as in the vectors; ensure_ascii keeps the bytes plain ASCII.
+    return json.dumps(obj, separators=(",", ":")).encode("ascii")
+
+
+def _json_object(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ProtocolError(f"{what} is not UTF-8 JSON ({exc.__class__.__name__})") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"{what} is a JSON {type(obj).__name__}, not an object")
+    return obj
+
+
+def check_name(value: object, kind: str = "room") -> str:
+    """Return ``value`` if it is a valid room (1-64 chars) or username (1-32 chars).
+
+    No control characters and no surrounding spaces. Raises ProtocolError(INVALID_NAME).
+    """
+    limit = MAX_ROOM_NAME if kind == "room" else MAX_USERNAME
+    if not isinstance(value, str):
+        raise ProtocolError(f"the {kind} name must be a string", ErrorCode.INVALID_NAME)
+    if not 1 <= len(value) <= limit:
+        raise ProtocolError(f"the {kind} name must be 1-{limit} characters", ErrorCode.INVALID_NAME)
+    if value != value.strip():
+        raise ProtocolError(f"the {kind} name must not start or end with spaces", ErrorCode.INVALID_NAME)
+    if any(ch < " " or "\x7f" <= ch <= "\x9f" for ch in value):
+        raise ProtocolError(f"the {kind} name must not contain control characters", ErrorCode.INVALID_NAME)
+    return value
+
+
+# --- TCP frames (§2) -------------------------------------------------------------------------
+
+def encode_frame(body: bytes) -> bytes:
+    """``length u32 | body``; refuses a body the receiver would refuse."""
+    if not 1 <= len(body) <= MAX_FRAME:
+        raise ProtocolError(f"a frame body must be 1-{MAX_FRAME} bytes, not {len(body)}")
+    return len(body).to_bytes(FRAME_LENGTH_BYTES, "big") + body
+
+
+class FrameReader:
+    """Reassemble frames from a TCP byte stream, whatever its chunking.
+
+    ``feed(data)`` returns the whole frame bodies completed so far (maybe none: "need more").
+    A zero or oversize length raises ProtocolError as soon as its 4 bytes arrive, before any of
+    the body is buffered, so a peer cannot make us hold more than one maximal frame.
+    """
+
+    def __init__(self, max_frame: int = MAX_FRAME):
+        self.max_frame = max_frame
+        self._buffer = bytearray()
+        self._need: int | None = None  # body length of the frame in progress, once known
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as a frame (a partial frame)."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buffer += data
+        frames = []
+        while True:
+            if self._need is None:
+                if len(self._buffer) < FRAME_LENGTH_BYTES:
+                    return frames
+                length = int.from_bytes(self._buffer[:FRAME_LENGTH_BYTES], "big")
+                if not 1 <= length <= self.max_frame:
+                    self._buffer.clear()
+                    raise ProtocolError(f"frame length {length} is outside 1-{self.max_frame}")
+                del self._buffer[:FRAME_LENGTH_BYTES]
+                self._need = length
+            if len(self._buffer) < self._need:
+                return frames
+            frames.append(bytes(self._buffer[: self._need]))
+            del self._buffer[: self._need]
+            self._need = None
+
+
+# --- Messages (§3) ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Message:
+    """One TCRP message: the plaintext of an encrypted TCP frame.
+
+    ``payload`` is the decoded JSON object. Build requests with :meth:`create_room`,
+    :meth:`join_room`, :meth:`list_rooms`; replies with :meth:`reply`.
+    """
+
+    operation: Operation
+    state: State
+    room: str = ""
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        room = self.room.encode("utf-8")
+        payload = _json_bytes(self.payload)
+        if len(room) > 255:
+            raise ProtocolError("the room name is longer than 255 UTF-8 bytes", ErrorCode.INVALID_NAME)
+        header = bytes([len(room), self.operation, self.state]) + len(payload).to_bytes(SIZE_FIELD_BYTES, "big")
+        return header + room + payload
+
+    @classmethod
+    def create_room(cls, room: str, username: str, password: str = "") -> Message:
+        return cls(Operation.CREATE_ROOM, State.REQUEST, room, {"username": username, "password": password})
+
+    @classmethod
+    def join_room(cls, room: str, username: str, password: str = "") -> Message:
+        return cls(Operation.JOIN_ROOM, State.REQUEST, room, {"username": username, "password": password})
+
+    @classmethod
+    def list_rooms(cls) -> Message:
+        return cls(Operation.LIST_ROOMS, State.REQUEST, "", {})
+
+    def reply(self, payload: Mapping[str, Any], state: State = State.RESPONSE) -> Message:
+        """A reply echoes the request's operation and room name."""
+        return Message(self.operation, state, self.room, payload)
+
+    def error(self, code: ErrorCode, message: str) -> Message:
+        return self.reply({"status": "error", "code": code.value, "message": message})
+
+
+def decode_message(data: bytes) -> Message:
+    """Parse one message; any layout, enum, UTF-8 or JSON fault raises ProtocolError."""
+    if len(data) < HEADER_SIZE:
+        raise ProtocolError(f"a message needs the {HEADER_SIZE}-byte header; got {len(data)} bytes")
+    room_size, op, state = data[0], data[1], data[2]
+    payload_size = int.from_bytes(data[3:HEADER_SIZE], "big")
+    expected = HEADER_SIZE + room_size + payload_size
+    if len(data) != expected:  # also stops a 2**232 size before anything is allocated
+        raise ProtocolError(f"the header announces {expected} bytes but the message has {len(data)}")
+    try:
+        operation, state_ = Operation(op), State(state)
+    except ValueError:
+        raise ProtocolError(f"unknown operation {op} or state {state}") from None
+    try:
+        room = data[HEADER_SIZE : HEADER_SIZE + room_size].decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("the room name is not UTF-8") from None
+    payload = _json_object(data[HEADER_SIZE + room_size :], "the payload")
+    return Message(operation, state_, room, payload)
+
+
+# --- Datagrams (§4): the clear outer layout --------------------------------------------------
+
+@dataclass(frozen=True)
+class Datagram:
+    """``RoomNameSize u8 | TokenSize u8 | RoomName | Token | seq u64 | ciphertext | tag``.
+
+    ``header`` (everything before the ciphertext) is the AEAD's associated data.
+    """
+
+    room: str
+    token: bytes
+    seq: int
+    ciphertext: bytes
+    tag: bytes
+
+    @staticmethod
+    def make_header(room: bytes, token: bytes, seq: int) -> bytes:
+        return bytes((len(room), len(token))) + room + token + seq.to_bytes(SEQ_BYTES, "big")
+
+    @property
+    def header(self) -> bytes:
+        return self.make_header(self.room.encode("utf-8"), self.token, self.seq)
+
+    def encode(self) -> bytes:
+        return self.header + self.ciphertext + self.tag
+
+    @classmethod
+    def decode(cls, data: bytes) -> Datagram:
+        if len(data) > MAX_DATAGRAM:
+            raise ProtocolError(f"datagram of {len(data)} bytes is over {MAX_DATAGRAM}")
+        if len(data) < 2:
+            raise ProtocolError("datagram shorter than its two size bytes")
+        room_size, token_size = data[0], data[1]
+        if token_size != TOKEN_SIZE:
+            raise ProtocolError(f"TokenSize is {token_size}, not {TOKEN_SIZE}")
+        seq_at = 2 + room_size + TOKEN_SIZE
+        if len(data) < seq_at + SEQ_BYTES + TAG_SIZE:
+            raise ProtocolError(f"datagram of {len(data)} bytes is truncated")
+        try:
+            room = data[2 : 2 + room_size].decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError("the room name is not UTF-8") from None
+        body = data[seq_at + SEQ_BYTES :]
+        return cls(room, data[2 + room_size : seq_at], int.from_bytes(data[seq_at : seq_at + SEQ_BYTES], "big"),
+                   body[:-TAG_SIZE], body[-TAG_SIZE:])
+
+
+# --- Datagram payloads (§4): the sealed JSON objects -----------------------------------------
+
+def _wire(name: str) -> dict[str, str]:
+    """Field metadata: the JSON key when it differs from the Python name (``from`` is a keyword)."""
+    return {"wire": name}
+
+
+@dataclass(frozen=True)
+class Payload:
+    """Base of the datagram payloads. ``TYPE`` is the JSON ``type``; fields follow in order."""
+
+    TYPE: ClassVar[str] = ""
+    FROM_SERVER: ClassVar[bool] = False
+
+    def to_json(self) -> dict[str, Any]:
+        obj: dict[str, Any] = {"type": self.TYPE}
+        for f in dataclasses.fields(self):
+            obj[f.metadata.get("wire", f.name)] = getattr(self, f.name)
+        return obj
+
+    def encode(self) -> bytes:
+        return _json_bytes(self.to_json())
+
+
+@dataclass(frozen=True)
+class Hello(Payload):
+    TYPE = "hello"
+
+
+@dataclass(frozen=True)
+class Chat(Payload):
+    """C->S: a message for the room; ``id`` is the client's counter for de-duplication."""
+    TYPE = "chat"
+    id: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Ping(Payload):
+    TYPE = "ping"
+
+
+@dataclass(frozen=True)
+class Resend(Payload):
+    """C->S: send me room messages ``first``..``last`` again (inclusive)."""
+    TYPE = "resend"
+    first: int = field(metadata=_wire("from"))
+    last: int = field(metadata=_wire("to"))
+
+
+@dataclass(frozen=True)
+class Leave(Payload):
+    TYPE = "leave"
+
+
+@dataclass(frozen=True)
+class Welcome(Payload):
+    TYPE, FROM_SERVER = "welcome", True
+    seq: int
+
+
+@dataclass(frozen=True)
+class Ack(Payload):
+    TYPE, FROM_SERVER = "ack", True
+    id: int
+    seq: int
+
+
+@dataclass(frozen=True)
+class RoomChat(Payload):
+    """S->C: room message ``seq`` from ``sender``."""
+    TYPE, FROM_SERVER = "chat", True
+    seq: int
+    sender: str = field(metadata=_wire("from"))
+    text: str
+    ts: float
+
+
+@dataclass(frozen=True)
+class SystemEvent(Payload):
+    """S->C: a room event (``joined``, ``left``, ``timeout``), numbered like chat messages."""
+    TYPE, FROM_SERVER = "system", True
+    seq: int
+    event: str
+    user: str
+    text: str
+
+
+@dataclass(frozen=True)
+class RoomClosed(Payload):
+    TYPE, FROM_SERVER = "room_closed", True
+    reason: str
+
+
+@dataclass(frozen=True)
+class Kicked(Payload):
+    TYPE, FROM_SERVER = "kicked", True
+    reason: str
+
+
+@dataclass(frozen=True)
+class Pong(Payload):
+    TYPE, FROM_SERVER = "pong", True
+
+
+def _payload_types(from_server: bool) -> dict[str, type[Payload]]:
+    return {cls.TYPE: cls for cls in Payload.__subclasses__() if cls.FROM_SERVER == from_server}
+
+
+_CLIENT_TYPES = _payload_types(from_server=False)
+_SERVER_TYPES = _payload_types(from_server=True)
+SYSTEM_EVENTS = ("joined", "left", "timeout")
+CLOSE_REASONS = ("host_left", "host_timeout", "server_shutdown")
+
+
+def _check_field(cls: type[Payload], name: str, kind: str, value: Any) -> Any:
+    if kind == "int":
+        if type(value) is not int or not 0 <= value <= MAX_U64:
+            raise ProtocolError(f"{cls.TYPE}.{name} must be an integer in 0..2**64-1")
+    elif kind == "float":
+        if type(value) not in (int, float) or value != value:
+            raise ProtocolError(f"{cls.TYPE}.{name} must be a number")
+        value = float(value)
+    elif not isinstance(value, str):
+        raise ProtocolError(f"{cls.TYPE}.{name} must be a string")
+    return value
+
+
+def decode_payload(plaintext: bytes, *, from_server: bool) -> Payload:
+    """Parse a datagram's plaintext. The direction decides the meaning of ``chat``.
+
+    Unknown extra fields are ignored (room to grow); missing or mistyped ones are errors.
+    """
+    obj = _json_object(plaintext, "the datagram payload")
+    kind = obj.get("type")
+    cls = (_SERVER_TYPES if from_server else _CLIENT_TYPES).get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ProtocolError(f"unknown datagram type {str(obj.get('type'))[:40]!r}")
+    values = {}
+    for f in dataclasses.fields(cls):
+        key = f.metadata.get("wire", f.name)
+        if key not in obj:
+            raise ProtocolError(f"{cls.TYPE} lacks the field {key!r}")
+        values[f.name] = _check_field(cls, key, str(f.type), obj[key])
+    if cls is Chat and not 1 <= len(values["text"]) <= MAX_TEXT:
+        raise ProtocolError(f"a chat text must be 1-{MAX_TEXT} characters")
+    if cls is Resend and values["first"] > values["last"]:
+        raise ProtocolError("resend.from is after resend.to")
+    return cls(**values)
+
+
+def iter_payload_types() -> Iterator[type[Payload]]:
+    """Every payload class, client types first (for docs and property tests)."""
+    yield from _CLIENT_TYPES.values()
+    yield from _SERVER_TYPES.values()
