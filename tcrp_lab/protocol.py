@@ -378,7 +378,10 @@ class Kicked(Payload):
 
 @dataclass(frozen=True)
 class Pong(Payload):
+    """S->C: answer to ping. ``seq`` (the room's last seq) is an optional tcrp_lab extension that
+    lets a client notice it lost the room's latest messages; a plain-spec server omits it."""
     TYPE, FROM_SERVER = "pong", True
+    seq: int = 0
 
 
 def _payload_types(from_server: bool) -> dict[str, type[Payload]]:
@@ -417,9 +420,10 @@ def decode_payload(plaintext: bytes, *, from_server: bool) -> Payload:
     values = {}
     for f in dataclasses.fields(cls):
         key = f.metadata.get("wire", f.name)
-        if key not in obj:
+        if key in obj:
+            values[f.name] = _check_field(cls, key, str(f.type), obj[key])
+        elif f.default is dataclasses.MISSING:
             raise ProtocolError(f"{cls.TYPE} lacks the field {key!r}")
-        values[f.name] = _check_field(cls, key, str(f.type), obj[key])
     if cls is Chat and not 1 <= len(values["text"]) <= MAX_TEXT:
         raise ProtocolError(f"a chat text must be 1-{MAX_TEXT} characters")
     if cls is Resend and values["first"] > values["last"]:

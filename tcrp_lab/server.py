@@ -1,0 +1,495 @@
+"""ChatServer: the threaded TCP/UDP shell around the TCRP codec, crypto and room registry.
+
+Threads, each with one job (the socketserver pattern):
+
+* ``tcrp-accept`` accepts TCP connections and starts one ``tcrp-conn`` thread per connection,
+  which does the handshake and the requests within a deadline, then closes;
+* ``tcrp-udp`` receives every datagram, authenticates it and hands it to the registry;
+* ``tcrp-reaper`` removes inactive members about twice a second.
+
+No exception from the network escapes a thread: bad input is dropped or answered as TCRP.md
+says, and counted in :attr:`ChatServer.stats`. ``stop()`` tells every member the server is going,
+then joins every thread and closes every socket.
+
+Usage::
+
+    with ChatServer(tcp_port=0, udp_port=0) as server:
+        print(server.address, server.fingerprint)
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from .crypto import (
+    AuthenticationError, RandomSource, RecordLayer, ReplayError, ServerKey, SessionKeys, accept_key_exchange,
+    server_hello, system_random,
+)
+from .net import ConnectionClosed, FramedSocket, ServerAddress, wire_frame
+from .protocol import (
+    MAX_DATAGRAM, Chat, Datagram, ErrorCode, Hello, Leave, Message, Operation, Ping, ProtocolError, Resend,
+    RoomClosed, State, SystemEvent, decode_message, decode_payload,
+)
+from .rooms import DEFAULT_TIMEOUT, Delivery, Member, RoomRegistry
+
+__all__ = ["ChatServer", "ServerAddress", "ServerStats"]
+
+log = logging.getLogger("tcrp_lab.server")
+
+HANDSHAKE_TIMEOUT = 10.0      #: seconds for the handshake and the request(s) of one connection
+MAX_FAILED_REQUESTS = 3       #: failed requests before the server closes the connection
+REAP_INTERVAL = 0.5           #: the reaper's period: timeouts are acted on within a second
+Trace = Callable[..., None]
+
+
+class ServerStats:
+    """Thread-safe counters. ``snapshot()`` gives a plain dict (what ``server.stats`` returns)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counters: Counter[str] = Counter()
+        self.drops: Counter[str] = Counter()
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self.counters[name] += n
+
+    def drop(self, reason: str) -> None:
+        with self._lock:
+            self.drops[reason] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            out: dict[str, Any] = {k: self.counters[k] for k in (
+                "connections", "open_connections", "joins", "datagrams_in", "datagrams_out")}
+            out.update({k: v for k, v in self.counters.items() if k not in out})
+            out["drops"] = dict(self.drops)
+            return out
+
+
+class ChatServer:
+    """A TCRP server: rooms over TCP, chat over UDP.
+
+    ``tcp_port``/``udp_port`` 0 picks free ports (read them back from :attr:`address` after
+    :meth:`start`). ``key`` is a :class:`~tcrp_lab.crypto.ServerKey`; by default one is generated
+    once for this server. ``rng`` and ``clock`` are injectable for deterministic lessons and
+    tests; ``trace`` is any callable taking keyword arguments (see :mod:`tcrp_lab.trace`), called
+    for every frame and datagram.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", tcp_port: int = 9001, udp_port: int = 9002,
+                 inactivity_timeout: float = DEFAULT_TIMEOUT, key: ServerKey | None = None, *,
+                 profile: str = "secure", trace: Trace | None = None, rng: RandomSource | None = None,
+                 clock: Callable[[], float] = time.monotonic, handshake_timeout: float = HANDSHAKE_TIMEOUT,
+                 max_connections: int = 512, max_rooms: int = 1000, max_members: int = 256,
+                 reap_interval: float = REAP_INTERVAL):
+        for name, port in (("tcp_port", tcp_port), ("udp_port", udp_port)):
+            if not isinstance(port, int) or not 0 <= port <= 65535:
+                raise ValueError(f"{name} must be a port number 0-65535 (0 picks a free port), not {port!r}")
+        if inactivity_timeout <= 0:
+            raise ValueError("inactivity_timeout must be a positive number of seconds")
+        self.host = host
+        self._ports = (tcp_port, udp_port)
+        self.rng = rng or system_random
+        self.key = key or ServerKey.generate(rng=rng)
+        self.trace = trace
+        self.handshake_timeout = handshake_timeout
+        self.max_connections = max_connections
+        self.reap_interval = reap_interval
+        self.registry = RoomRegistry(inactivity_timeout=inactivity_timeout, clock=clock, rng=self.rng,
+                                     max_rooms=max_rooms, max_members=max_members)
+        self._stats = ServerStats()
+        self.profile = _make_profile(profile, self)
+        self._tcp: socket.socket | None = None
+        self._udp: socket.socket | None = None
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._connections: dict[socket.socket, threading.Thread] = {}
+        self._conn_lock = threading.Lock()
+        self._conn_ids = iter(range(1, 2**63))
+
+    # --- public face -----------------------------------------------------------------------
+
+    @property
+    def address(self) -> ServerAddress:
+        """The bound address, with the real ports once started."""
+        if self._tcp is None or self._udp is None:
+            return ServerAddress(self.host, *self._ports)
+        return ServerAddress(self.host, self._tcp.getsockname()[1], self._udp.getsockname()[1])
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the server's public key: give it to clients to pin."""
+        return self.key.fingerprint
+
+    @property
+    def running(self) -> bool:
+        return self._udp is not None and not self._stopping.is_set()
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Counters right now: connections, rooms, members, datagrams in/out, drops by reason."""
+        snap = self._stats.snapshot()
+        snap["rooms"], snap["members"] = self.registry.counts()
+        return snap
+
+    def start(self) -> ChatServer:
+        """Bind both ports and start the threads; returns once the server accepts traffic."""
+        if self._udp is not None:
+            raise RuntimeError("this server was already started; make a new ChatServer")
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            tcp.bind((self.host, self._ports[0]))
+            tcp.listen(128)
+            udp.bind((self.host, self._ports[1]))
+        except OSError as exc:
+            tcp.close()
+            udp.close()
+            raise OSError(exc.errno, f"cannot listen on {self.host} tcp {self._ports[0]} / udp {self._ports[1]}: "
+                          f"{exc.strerror}. Is another server running? Port 0 picks a free port.") from None
+        tcp.settimeout(0.5)   # the accept and UDP loops look at the stop flag at least this often
+        udp.settimeout(0.5)
+        udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+        self._tcp, self._udp = tcp, udp
+        for name, target in (("tcrp-accept", self._accept_loop), ("tcrp-udp", self._udp_loop),
+                             ("tcrp-reaper", self._reap_loop)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info("TCRP/2 server listening on %s, key fingerprint %s", self.address, self.fingerprint)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Tell every member ``room_closed``/``server_shutdown``, join every thread, close every socket."""
+        if self._udp is None or self._stopping.is_set():
+            return
+        self.deliver(self.profile.shutdown())
+        self._stopping.set()
+        try:  # wake the UDP thread now rather than at its next timeout
+            self._udp.sendto(b"", ("127.0.0.1" if self.host in ("", "0.0.0.0") else self.host, self.address.udp_port))
+        except OSError:
+            pass
+        with self._conn_lock:
+            connections = list(self._connections.items())
+        for sock in [self._tcp, *(conn for conn, _ in connections)]:
+            _shutdown(sock)  # wakes a thread blocked in accept() or recv() at once
+        deadline = time.monotonic() + timeout
+        for thread in self._threads + [t for _, t in connections]:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._tcp.close()
+        self._udp.close()
+        log.info("server stopped")
+
+    def __enter__(self) -> ChatServer:
+        return self if self._udp is not None else self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped" if self._stopping.is_set() else "not started"
+        return f"ChatServer({self.address}, {self.profile.name}, {state})"
+
+    # --- shared by the profiles --------------------------------------------------------------
+
+    def drop(self, reason: str, peer: object = None, detail: str = "") -> None:
+        self._stats.drop(reason)
+        log.debug("dropped (%s) from %s %s", reason, peer, detail)
+
+    def count(self, name: str, n: int = 1) -> None:
+        self._stats.add(name, n)
+
+    def deliver(self, deliveries: list[Delivery]) -> None:
+        """Seal each payload for each recipient with a known address and send it.
+
+        The payload is encoded once; only the AEAD seal (the per-member keys) is per recipient.
+        """
+        udp, trace, sent = self._udp, self.trace, 0
+        for delivery in deliveries:
+            _log_delivery(delivery)
+            plaintext = delivery.payload.encode()
+            for member in delivery.to:
+                address = member.address
+                if address is None:
+                    continue
+                datagram = member.channel.seal(plaintext)
+                try:
+                    udp.sendto(datagram, address)  # type: ignore[union-attr]
+                    sent += 1
+                except OSError as exc:  # a vanished member (ICMP unreachable), a full buffer
+                    self.drop("send_error", address, str(exc))
+                    continue
+                if trace:
+                    trace(side="server", direction="out", transport="udp", peer=address, raw=datagram,
+                          kind=delivery.payload.TYPE, message=delivery.payload, plaintext=plaintext,
+                          session=member.token.hex(), user=member.username)
+        if sent:
+            self.count("datagrams_out", sent)
+
+    # --- threads -----------------------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        assert self._tcp is not None
+        while not self._stopping.is_set():
+            try:
+                conn, peer = self._tcp.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._stopping.is_set():
+                    return
+                self.drop("accept_error")
+                continue
+            self.count("connections")
+            with self._conn_lock:
+                if len(self._connections) >= self.max_connections:
+                    self.drop("too_many_connections", peer)
+                    conn.close()
+                    continue
+                thread = threading.Thread(target=self._serve_connection, args=(conn, peer),
+                                          name=f"tcrp-conn-{next(self._conn_ids)}", daemon=True)
+                self._connections[conn] = thread
+            thread.start()
+
+    def _serve_connection(self, conn: socket.socket, peer: tuple[str, int]) -> None:
+        self.count("open_connections")
+        deadline = time.monotonic() + self.handshake_timeout
+        try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.profile.handle_connection(FramedSocket(conn, deadline), peer)
+        except TimeoutError:
+            self.drop("tcp_deadline", peer)
+        except ConnectionClosed:
+            self.drop("tcp_closed_early", peer)
+        except ProtocolError as exc:
+            self.drop("tcp_protocol_error", peer, exc.reason)
+        except OSError as exc:
+            self.drop("tcp_socket_error", peer, str(exc))
+        except Exception:  # a bug of ours: log it loudly, but keep serving everyone else
+            log.exception("unexpected error serving %s", peer)
+            self.drop("internal_error", peer)
+        finally:
+            conn.close()
+            self.count("open_connections", -1)
+            with self._conn_lock:
+                self._connections.pop(conn, None)
+
+    def _udp_loop(self) -> None:
+        udp = self._udp
+        assert udp is not None
+        handle, stopping = self.profile.handle_datagram, self._stopping
+        while not stopping.is_set():
+            try:
+                data, peer = udp.recvfrom(MAX_DATAGRAM + 1)
+            except TimeoutError:
+                continue
+            except OSError as exc:  # ICMP errors surface here on some systems; never fatal
+                if stopping.is_set():
+                    return
+                self.drop("udp_socket_error", None, str(exc))
+                continue
+            if stopping.is_set():
+                return
+            self.count("datagrams_in")
+            try:
+                handle(data, peer)
+            except Exception:
+                log.exception("unexpected error handling a datagram from %s", peer)
+                self.drop("internal_error", peer)
+
+    def _reap_loop(self) -> None:
+        while not self._stopping.wait(self.reap_interval):
+            try:
+                self.deliver(self.profile.reap())
+            except Exception:
+                log.exception("unexpected error in the reaper")
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _log_delivery(delivery: Delivery) -> None:
+    payload = delivery.payload
+    if isinstance(payload, SystemEvent):
+        room = delivery.to[0].room.name if delivery.to else "?"
+        log.info("[%s] %s", room, payload.text)
+    elif isinstance(payload, RoomClosed) and delivery.to:
+        log.info("[%s] room closed (%s)", delivery.to[0].room.name, payload.reason)
+
+
+class SecureProfile:
+    """TCRP/2 (TCRP.md §2-§5): the handshake, encrypted requests and AEAD datagrams."""
+
+    name = "TCRP/2"
+
+    def __init__(self, server: ChatServer):
+        self.server = server
+        self.registry = server.registry
+
+    # TCP: handshake, then requests until a successful create/join (or 3 failures).
+    def handle_connection(self, io: FramedSocket, peer: tuple[str, int]) -> None:
+        server, trace = self.server, self.server.trace
+        session = f"tcp {peer[0]}:{peer[1]}"
+        hello = server_hello(server.key, server.rng)
+        frame = io.send(hello.body)
+        if trace:
+            trace(side="server", direction="out", transport="tcp", peer=peer, raw=frame, kind="ServerHello",
+                  message=hello, session=session)
+        ckx = io.recv()
+        keys = None
+        try:
+            keys = accept_key_exchange(server.key, hello, ckx)
+        finally:  # traced even when it fails to decrypt
+            if trace:
+                trace(side="server", direction="in", transport="tcp", peer=peer, raw=wire_frame(ckx),
+                      kind="ClientKeyExchange", session=session, keys=keys, hello=hello)
+        records = RecordLayer.server(keys)
+        failures = 0
+        while failures < MAX_FAILED_REQUESTS:
+            try:
+                body = io.recv()
+            except ConnectionClosed:
+                if io.partial:
+                    raise
+                return  # a client that listed rooms and went: a normal end
+            seq = records.recv_seq
+            try:
+                plaintext = records.open(body)
+            except AuthenticationError:
+                if trace:
+                    trace(side="server", direction="in", transport="tcp", peer=peer, raw=wire_frame(body),
+                          kind="rejected", seq=seq, error="frame does not authenticate", session=session)
+                server.drop("tcp_bad_tag", peer)
+                return  # TCRP.md §2: close, answer nothing
+            request: Message | None = None
+            complete, deliveries = None, []
+            try:
+                request = decode_message(plaintext)
+                if request.state is not State.REQUEST:
+                    raise ProtocolError(f"a client sends requests (state 0), not state {int(request.state)}")
+                reply, complete, deliveries = self._answer(request, keys)
+            except ProtocolError as exc:
+                reply = _error_reply(request, plaintext, exc)
+            if trace:
+                trace(side="server", direction="in", transport="tcp", peer=peer, raw=wire_frame(body), kind="request",
+                      seq=seq, message=request, plaintext=plaintext, session=session)
+            for message in (reply, complete) if complete else (reply,):
+                out = message.encode()
+                seq = records.send_seq
+                frame = io.send(records.seal(out))
+                if trace:
+                    trace(side="server", direction="out", transport="tcp", peer=peer, raw=frame,
+                          kind="complete" if message.state is State.COMPLETE else "response", seq=seq,
+                          message=message, plaintext=out, session=session)
+            if complete:
+                server.deliver(deliveries)  # the "joined" event, now that the COMPLETE is out
+                return
+            if reply.payload.get("status") == "error":
+                failures += 1
+                server.drop("request_error:" + str(reply.payload.get("code")), peer)
+        server.drop("too_many_failed_requests", peer)
+
+    def _answer(self, request: Message, keys: SessionKeys) -> tuple[Message, Message | None, list[Delivery]]:
+        """The RESPONSE, the COMPLETE (after a create or join) and what the room must be told."""
+        if request.operation is Operation.LIST_ROOMS:
+            return request.reply({"status": "ok", "rooms": self.registry.list_rooms()}), None, []
+        username, password = request.payload.get("username"), request.payload.get("password", "")
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise ProtocolError('the payload needs "username" and "password" strings')
+        join = self.registry.create_room if request.operation is Operation.CREATE_ROOM else self.registry.join_room
+        member, deliveries = join(request.room, username, password, keys)
+        self.server.count("joins")
+        room = member.room
+        complete = request.reply({
+            "token": member.token.hex(), "udp_port": self.server.address.udp_port, "room": room.name,
+            "username": member.username, "is_host": member.is_host, "members": list(room.members),
+        }, State.COMPLETE)
+        return request.reply({"status": "ok"}), complete, deliveries
+
+    # UDP: authenticate, then let the registry decide.
+    def handle_datagram(self, data: bytes, peer: tuple[str, int]) -> None:
+        server, trace = self.server, self.server.trace
+        try:
+            datagram = Datagram.decode(data)
+        except ProtocolError as exc:
+            return self._reject(data, peer, "oversize" if len(data) > MAX_DATAGRAM else "malformed", exc.reason)
+        member = self.registry.session(datagram.token)
+        if member is None:
+            return self._reject(data, peer, "unknown_token", "no session has this token")
+        if datagram.room != member.room.name:
+            return self._reject(data, peer, "wrong_room", f"the session's room is {member.room.name!r}")
+        try:
+            plaintext = member.channel.open(datagram)
+        except ReplayError as exc:
+            return self._reject(data, peer, "replayed", exc.reason, member)
+        except AuthenticationError as exc:
+            return self._reject(data, peer, "bad_tag", exc.reason, member)
+        member.address = peer  # only an authenticated datagram moves a member's address
+        try:
+            payload = decode_payload(plaintext, from_server=False)
+        except ProtocolError as exc:
+            return self._reject(data, peer, "bad_payload", exc.reason, member, plaintext)
+        if trace:
+            trace(side="server", direction="in", transport="udp", peer=peer, raw=data, kind=payload.TYPE,
+                  message=payload, plaintext=plaintext, session=member.token.hex(), user=member.username)
+        server.deliver(self._dispatch(member, payload))
+
+    def _dispatch(self, member: Member, payload: object) -> list[Delivery]:
+        registry = self.registry
+        if isinstance(payload, Chat):
+            return registry.chat(member, payload.id, payload.text)
+        if isinstance(payload, Hello):
+            return registry.hello(member)
+        if isinstance(payload, Ping):
+            return registry.ping(member)
+        if isinstance(payload, Resend):
+            return registry.resend(member, payload.first, payload.last)
+        if isinstance(payload, Leave):
+            return registry.leave(member)
+        return []
+
+    def _reject(self, data: bytes, peer: tuple[str, int], reason: str, detail: str,
+                member: Member | None = None, plaintext: bytes | None = None) -> None:
+        self.server.drop(reason, peer, detail)
+        if self.server.trace:
+            self.server.trace(side="server", direction="in", transport="udp", peer=peer, raw=data, kind="rejected",
+                              error=f"{reason}: {detail}", plaintext=plaintext,
+                              session=member.token.hex() if member else None)
+
+    def reap(self) -> list[Delivery]:
+        return self.registry.reap()
+
+    def shutdown(self) -> list[Delivery]:
+        return self.registry.close_all("server_shutdown")
+
+
+def _error_reply(request: Message | None, plaintext: bytes, exc: ProtocolError) -> Message:
+    """Answer a failed request; echo its operation and room when they could be read."""
+    code = exc.code or ErrorCode.INVALID_REQUEST
+    if request is None:  # undecodable: echo the operation byte if it is one, with no room
+        op = plaintext[1] if len(plaintext) > 1 and plaintext[1] in {int(o) for o in Operation} else 3
+        request = Message(Operation(op), State.REQUEST)
+    return Message(request.operation, State.RESPONSE, request.room,
+                   {"status": "error", "code": code.value, "message": exc.reason})
+
+
+def _make_profile(name: str, server: ChatServer) -> Any:
+    if name == "secure":
+        return SecureProfile(server)
+    if name == "legacy":
+        from .legacy import LegacyProfile  # the insecure original design, for lessons only
+
+        return LegacyProfile(server)
+    raise ValueError(f"profile must be 'secure' (TCRP/2) or 'legacy' (TCRP/1, insecure), not {name!r}")
