@@ -207,6 +207,16 @@ class ChatServer:
     def count(self, name: str, n: int = 1) -> None:
         self._stats.add(name, n)
 
+    def send_datagram(self, data: bytes, address: tuple[str, int]) -> bool:
+        """Send one datagram from the server's UDP port; count it, or count the failure."""
+        try:
+            self._udp.sendto(data, address)  # type: ignore[union-attr]
+        except OSError as exc:
+            self.drop("send_error", address, str(exc))
+            return False
+        self.count("datagrams_out")
+        return True
+
     def deliver(self, deliveries: list[Delivery]) -> None:
         """Seal each payload for each recipient with a known address and send it.
 
