@@ -604,3 +604,9 @@ class ChatClient:
                 due.append((Ping().encode(), "ping", Ping()))
         for plaintext, kind, payload in due:
             self._send(plaintext, kind, payload)
+
+
+if __name__ == "__main__":
+    from .cli import client_main
+
+    raise SystemExit(client_main())

@@ -8,6 +8,7 @@ by moving a number, not by waiting.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -22,6 +23,8 @@ from .protocol import (
 )
 
 __all__ = ["Delivery", "Member", "Room", "RoomRegistry"]
+
+log = logging.getLogger("tcrp_lab.rooms")
 
 Clock = Callable[[], float]
 
@@ -246,6 +249,8 @@ class RoomRegistry:
         """Number a room message, keep it in the history, address it to every member."""
         room.seq += 1
         payload = kind(seq=room.seq, **fields)
+        if kind is SystemEvent:
+            log.info("[%s] %s", room.name, fields["text"])
         room.history.append(payload)
         return Delivery(payload, tuple(room.members.values()))
 
@@ -259,6 +264,7 @@ class RoomRegistry:
             self._sessions.pop(member.token, None)
         room.members.clear()
         room.open = False
+        log.info("[%s] room closed (%s)", room.name, reason)
         if self._rooms.get(room.name) is room:
             del self._rooms[room.name]
         told = tuple(m for m in members if m is not exclude)

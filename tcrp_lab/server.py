@@ -34,7 +34,7 @@ from .crypto import (
 from .net import ConnectionClosed, FramedSocket, ServerAddress, wire_frame
 from .protocol import (
     MAX_DATAGRAM, Chat, Datagram, ErrorCode, Hello, Leave, Message, Operation, Ping, ProtocolError, Resend,
-    RoomClosed, State, SystemEvent, decode_message, decode_payload,
+    State, decode_message, decode_payload,
 )
 from .rooms import DEFAULT_TIMEOUT, Delivery, Member, RoomRegistry
 
@@ -224,7 +224,6 @@ class ChatServer:
         """
         udp, trace, sent = self._udp, self.trace, 0
         for delivery in deliveries:
-            _log_delivery(delivery)
             plaintext = delivery.payload.encode()
             for member in delivery.to:
                 address = member.address
@@ -328,15 +327,6 @@ def _shutdown(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
-
-
-def _log_delivery(delivery: Delivery) -> None:
-    payload = delivery.payload
-    if isinstance(payload, SystemEvent):
-        room = delivery.to[0].room.name if delivery.to else "?"
-        log.info("[%s] %s", room, payload.text)
-    elif isinstance(payload, RoomClosed) and delivery.to:
-        log.info("[%s] room closed (%s)", delivery.to[0].room.name, payload.reason)
 
 
 class SecureProfile:
@@ -503,3 +493,9 @@ def _make_profile(name: str, server: ChatServer) -> Any:
 
         return LegacyProfile(server)
     raise ValueError(f"profile must be 'secure' (TCRP/2) or 'legacy' (TCRP/1, insecure), not {name!r}")
+
+
+if __name__ == "__main__":
+    from .cli import server_main
+
+    raise SystemExit(server_main())

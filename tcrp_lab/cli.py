@@ -1,0 +1,194 @@
+"""Command lines: ``python -m tcrp_lab.server`` (a classroom server) and ``python -m tcrp_lab.client``
+(a terminal chat for students without Jupyter)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+from . import __version__
+
+DEFAULT_KEY = Path.home() / ".tcrp_lab" / "server_key.pem"
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0-65535; 0 picks a free port)")
+    return port
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("the timeout must be a positive number of seconds")
+    return value
+
+
+def _logging(level: str, console: Console) -> None:
+    logging.basicConfig(level=level.upper(), format="%(message)s", datefmt="[%X]",
+                        handlers=[RichHandler(console=console, show_path=False, markup=False)])
+
+
+# --- python -m tcrp_lab.server ---------------------------------------------------------------
+
+def server_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m tcrp_lab.server",
+        description="Run a TCRP chat server: rooms over TCP, chat over UDP. Ctrl-C stops it cleanly.")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; use 0.0.0.0 to let a classroom in)")
+    p.add_argument("--tcp-port", type=_port, default=9001, help="TCP control port (default 9001; 0 = free port)")
+    p.add_argument("--udp-port", type=_port, default=9002, help="UDP chat port (default 9002; 0 = free port)")
+    p.add_argument("--timeout", type=_seconds, default=300.0,
+                   help="seconds of inactivity before a member is removed (default 300)")
+    p.add_argument("--key", type=Path, default=DEFAULT_KEY,
+                   help=f"the server's RSA key as PEM, created if missing (default {DEFAULT_KEY})")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                   help="how much to log (debug shows every dropped packet)")
+    p.add_argument("--trace", action="store_true", help="print every frame and datagram as it passes")
+    p.add_argument("--legacy", action="store_true",
+                   help="speak the original, INSECURE TCRP/1 design (for lessons that attack it)")
+    p.add_argument("--version", action="version", version=f"tcrp_lab {__version__}")
+    return p
+
+
+def server_main(argv: Sequence[str] | None = None) -> int:
+    args = server_parser().parse_args(argv)
+    console = Console(stderr=True)
+    _logging(args.log_level, console)
+    from .crypto import ServerKey
+    from .server import ChatServer
+
+    try:
+        key = ServerKey.load_or_create(args.key)
+    except (OSError, ValueError) as exc:
+        console.print(f"[red]Cannot use the key file {args.key}: {exc}[/]\n"
+                      "Pass --key with a writable path, or delete the broken file to make a new key.")
+        return 2
+    trace = None
+    if args.trace:
+        from .trace import LiveLog
+
+        trace = LiveLog(Console())
+    if args.legacy:
+        from .legacy import WARNING
+
+        console.print(f"[bold red]{WARNING}[/]")
+    try:
+        server = ChatServer(args.host, args.tcp_port, args.udp_port, inactivity_timeout=args.timeout, key=key,
+                            trace=trace, profile="legacy" if args.legacy else "secure").start()
+    except OSError as exc:
+        console.print(f"[red]{exc}[/]")
+        return 1
+    address = server.address
+    console.print(f"[bold green]TCRP server ready[/] ({server.profile.name}) on [bold]{address.host}[/] "
+                  f"tcp [bold]{address.tcp_port}[/], udp [bold]{address.udp_port}[/]")
+    console.print(f"key fingerprint [bold]{server.fingerprint}[/]  (students can pin it)")
+    if args.host in ("0.0.0.0", ""):
+        console.print("[yellow]Listening on every interface: anyone who can reach this machine can join.[/]")
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    console.print("stopping: telling every member the server is shutting down…")
+    server.stop()
+    return 0
+
+
+# --- python -m tcrp_lab.client ---------------------------------------------------------------
+
+def client_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m tcrp_lab.client",
+        description="Chat in a TCRP room from the terminal. Type a line to send it; /leave or Ctrl-C to go.")
+    p.add_argument("action", choices=["list", "create", "join"], help="list rooms, create a room or join one")
+    p.add_argument("room", nargs="?", help="the room to create or join")
+    p.add_argument("--host", default="127.0.0.1", help="the server's address (default 127.0.0.1)")
+    p.add_argument("--tcp-port", type=_port, default=9001, help="the server's TCP port (default 9001)")
+    p.add_argument("--user", "-u", help="your name in the room (1-32 characters)")
+    p.add_argument("--password", "-p", default="", help="the room's password (create: empty = open room)")
+    p.add_argument("--fingerprint", help="the server key fingerprint to pin (printed by the server at start)")
+    p.add_argument("--history", type=int, default=20, help="earlier room messages to show on joining")
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def client_main(argv: Sequence[str] | None = None) -> int:
+    parser = client_parser()
+    args = parser.parse_args(argv)
+    console = Console(highlight=False)
+    _logging(args.log_level, Console(stderr=True))
+    from .client import ChatClient, ChatMessage, RoomEvent, TcrpError
+
+    address = (args.host, args.tcp_port)
+    if args.action == "list":
+        try:
+            rooms = ChatClient.list_rooms(address, fingerprint=args.fingerprint)
+        except TcrpError as exc:
+            console.print(f"[red]{exc}[/]")
+            return 1
+        if not rooms:
+            console.print("no rooms yet: create one with  python -m tcrp_lab.client create ROOM -u NAME")
+        for room in rooms:
+            lock = " 🔒" if room.has_password else ""
+            console.print(f"{room.name}{lock}  ({room.members} member{'s' if room.members != 1 else ''})")
+        return 0
+    if not args.room or not args.user:
+        parser.error(f"{args.action} needs a ROOM and --user NAME, e.g. {args.action} lab --user alice")
+
+    def show(item: ChatMessage | RoomEvent) -> None:
+        if isinstance(item, ChatMessage):
+            style = "bold cyan" if item.mine else "bold"
+            console.print(f"[{style}]{item.sender}[/]: {item.text}", markup=True, highlight=False)
+        else:
+            console.print(f"[dim italic]* {item.text}[/]")
+
+    enter = ChatClient.create_room if args.action == "create" else ChatClient.join_room
+    try:
+        client = enter(address, args.room, args.user, args.password, fingerprint=args.fingerprint,
+                       on_message=show, on_event=show, history=args.history)
+    except TcrpError as exc:
+        console.print(f"[red]{exc}[/]")
+        return 1
+    role = "host" if client.is_host else "guest"
+    console.print(f"[green]In room [bold]{client.room}[/] as {client.username} ({role}). "
+                  f"Members: {', '.join(client.members)}. Type to chat; /leave to go.[/]")
+    for item in list(client.log):
+        show(item)
+    try:
+        for line in sys.stdin:
+            text = line.rstrip("\n")
+            if text.strip() == "/leave":
+                break
+            if client.state not in ("joining", "joined"):
+                break
+            if text.strip():
+                try:
+                    client.send(text[:1000])
+                except TcrpError as exc:
+                    console.print(f"[red]{exc}[/]")
+                    break
+    except KeyboardInterrupt:
+        pass
+    ended = client.state not in ("joining", "joined")
+    client.leave()
+    console.print("[dim]the room ended[/]" if ended else "[dim]you left the room[/]")
+    return 0
