@@ -1,0 +1,406 @@
+"""ChatPanel: the chat inside JupyterLab, as an ipywidgets view over a :class:`ChatClient`.
+
+A learner opens one from a cell, twice side by side to chat with themself::
+
+    from ipywidgets import HBox
+    HBox([ChatPanel(server.address), ChatPanel(server.address)])   # or ChatPanel.pair(server.address)
+
+The panel is a view and holds no protocol logic: it owns a ChatClient and shows what it sees.
+Two things shape the code:
+
+* The client calls ``on_message`` / ``on_event`` from its receive thread. Since ipykernel 7,
+  output printed from a thread is not routed to a cell, so the panel only ever *sets widget
+  traits* (an HTML widget's ``value``, a layout's ``display``) — never ``with output:`` — and it
+  does so under one lock, because ipywidgets' own state syncing is not thread-safe.
+* A callback is only a signal that something changed: the panel re-renders from the client's
+  ``log`` and ``members``, so a message delivered without a callback (history at the welcome) is
+  still shown, and a late callback from a client the panel has already left is ignored.
+
+This is the only module of the package that imports ipywidgets.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as widgets
+
+from .client import (
+    ChatClient, ChatMessage, FingerprintMismatch, InvalidName, NoSuchRoom, RoomEvent, RoomExists, RoomFull,
+    ServerBusy, ServerError, TcrpError, UsernameTaken, WrongPassword,
+)
+from .net import ServerAddress, parse_address
+from .protocol import ProtocolError
+
+__all__ = ["ChatPanel", "explain_error"]
+
+HISTORY = 50          #: room messages a newcomer is shown from before they joined
+SHOWN = 200           #: chat lines kept on screen
+TRACE_LINES = 300     #: packet lines kept in the trace pane
+_panel_ids = itertools.count(1)
+
+_CLOSED_BECAUSE = {
+    "host_left": "its host left",
+    "host_timeout": "its host was inactive for too long",
+    "server_shutdown": "the server shut down",
+}
+_STATE = {
+    "joining": ("connecting…", "#b26b00"),
+    "joined": ("connected", "#1a7f37"),
+    "left": ("left", "#666"),
+    "kicked": ("disconnected", "#b42318"),
+    "room_closed": ("room closed", "#b42318"),
+    "closed": ("closed", "#666"),
+}
+
+
+def explain_error(exc: BaseException, room: str = "", username: str = "") -> str:
+    """Plain words for why creating or joining a room failed, and what to do about it."""
+    if isinstance(exc, WrongPassword):
+        return f"Wrong password for room “{room}”. Ask its host for the password and try again."
+    if isinstance(exc, UsernameTaken):
+        return f"Someone in “{room}” is already called “{username}”. Pick another username."
+    if isinstance(exc, RoomExists):
+        return f"A room called “{room}” already exists. Join it instead, or pick another room name."
+    if isinstance(exc, NoSuchRoom):
+        return f"There is no room called “{room}”. Refresh the list, or create it."
+    if isinstance(exc, InvalidName):
+        return f"That name is not allowed: {exc}. Use 1-32 characters for a username, 1-64 for a room."
+    if isinstance(exc, RoomFull):
+        return f"Room “{room}” is full. Try another room."
+    if isinstance(exc, ServerBusy):
+        return f"The server is busy: {exc}. Try again in a moment."
+    if isinstance(exc, FingerprintMismatch):
+        return ("The server's key does not match the fingerprint you gave: this may be a man in the middle, "
+                "or the wrong server. Nothing was sent.")
+    if isinstance(exc, ServerError):
+        return f"The server refused: {exc}."
+    if isinstance(exc, ProtocolError):
+        return f"That request cannot be sent: {exc.reason}."
+    if isinstance(exc, (TcrpError, ValueError)):
+        return str(exc)
+    return f"Something went wrong: {exc!r}"
+
+
+def _classed(widget: widgets.Widget, *classes: str) -> Any:
+    for name in classes:
+        widget.add_class(name)
+    return widget
+
+
+class ChatPanel(widgets.VBox):
+    """A chat panel for one person: a join view, then a chat view, on a TCRP server at ``address``.
+
+    ``address`` is anything ChatClient accepts (``server.address``, ``(host, port)``,
+    ``"host:port"``); ``fingerprint`` pins the server key; ``username`` and ``room`` pre-fill
+    the form; ``trace=True`` opens the packet pane of this panel's own client from the start.
+    Every interactive element has a CSS class (``tcrp-username``, ``tcrp-go``, ``tcrp-input`` …)
+    and each panel a unique one (``tcrp-panel-N``), so a browser test can find them.
+    """
+
+    def __init__(self, address: ServerAddress | tuple | str, fingerprint: str | None = None,
+                 username: str | None = None, *, room: str = "", trace: bool = False):
+        self.address = parse_address(address)
+        self.fingerprint = fingerprint
+        self.panel_id = next(_panel_ids)
+        self._lock = threading.RLock()
+        self._client: ChatClient | None = None
+        self._session: object | None = None      # identifies the current client's callbacks
+        self._trace_lines: deque[str] = deque(maxlen=TRACE_LINES)
+        self._unsubscribe: Callable[[], None] | None = None
+
+        # --- the join view ---
+        wide = widgets.Layout(width="100%")
+        label = {"description_width": "72px"}
+        self.username = _classed(widgets.Text(value=username or "", description="Username", placeholder="your name",
+                                              layout=wide, style=label), "tcrp-username")
+        self.mode = _classed(widgets.ToggleButtons(options=[("Create a room", "create"), ("Join a room", "join")],
+                                                   value="create", style={"button_width": "130px"}), "tcrp-mode")
+        self.room = _classed(widgets.Text(value=room, description="Room", placeholder="room name", layout=wide,
+                                          style=label), "tcrp-room")
+        self.rooms = _classed(widgets.Select(options=[], rows=4, description="Rooms", layout=wide, style=label),
+                              "tcrp-rooms")
+        self.refresh_button = _classed(widgets.Button(description="Refresh", icon="refresh",
+                                                      tooltip="ask the server for its rooms",
+                                                      layout=widgets.Layout(width="96px")), "tcrp-refresh")
+        self.password = _classed(widgets.Password(description="Password", layout=wide, style=label),
+                                 "tcrp-password")
+        self.go = _classed(widgets.Button(button_style="primary", layout=widgets.Layout(width="140px")), "tcrp-go")
+        self.notice = _classed(widgets.HTML(), "tcrp-notice")
+        self.join_view = _classed(widgets.VBox([
+            self.username, self.mode, self.room,
+            widgets.HBox([self.rooms, self.refresh_button], layout=wide),
+            self.password, self.go, self.notice,
+        ]), "tcrp-join-view")
+
+        # --- the chat view ---
+        self.status = _classed(widgets.HTML(), "tcrp-status")
+        self.messages = _classed(widgets.HTML(layout=widgets.Layout(width="100%")), "tcrp-messages")
+        self.members = _classed(widgets.HTML(), "tcrp-members")
+        self.input = _classed(widgets.Text(placeholder="Type a message — Enter sends", layout=widgets.Layout(flex="1")),
+                              "tcrp-input")
+        self.send_button = _classed(widgets.Button(description="Send", layout=widgets.Layout(width="64px")),
+                                    "tcrp-send")
+        self.leave_button = _classed(widgets.Button(description="Leave", button_style="warning", icon="sign-out",
+                                                    layout=widgets.Layout(width="96px")), "tcrp-leave")
+        self.chat_notice = _classed(widgets.HTML(), "tcrp-chat-notice")
+        self.trace_toggle = _classed(widgets.ToggleButton(value=trace, description="Packets", icon="list",
+                                                          tooltip="show the packets this panel's client sends and "
+                                                                  "receives", layout=widgets.Layout(width="96px")),
+                                     "tcrp-trace-toggle")
+        self.trace_view = _classed(widgets.HTML(layout=widgets.Layout(display="flex" if trace else "none",
+                                                                      width="100%")), "tcrp-trace")
+        self.chat_view = _classed(widgets.VBox([
+            self.status, self.messages, self.members,
+            widgets.HBox([self.input, self.send_button], layout=wide),
+            self.chat_notice,
+            widgets.HBox([self.leave_button, self.trace_toggle]),
+            self.trace_view,
+        ], layout=widgets.Layout(display="none")), "tcrp-chat-view")
+
+        self.title = widgets.HTML(
+            f"<div style='font-weight:600;font-size:14px'>💬 TCRP chat "
+            f"<span style='font-weight:400;color:var(--jp-ui-font-color2,#666);font-size:12px'>"
+            f"· server {html.escape(self.address.host)}:{self.address.tcp_port}</span></div>")
+        super().__init__([self.title, self.join_view, self.chat_view], layout=widgets.Layout(
+            width="450px", padding="8px 10px", margin="4px",
+            border="1px solid var(--jp-border-color1, #ccc)"))
+        _classed(self, "tcrp-panel", f"tcrp-panel-{self.panel_id}")
+
+        self.mode.observe(lambda change: self._mode_changed(), "value")
+        self.rooms.observe(self._room_picked, "value")
+        self.refresh_button.on_click(lambda _: self.refresh_rooms())
+        self.go.on_click(lambda _: self.enter())
+        self.input.on_msg(self._input_msg)
+        self.send_button.on_click(lambda _: self.submit())
+        self.leave_button.on_click(lambda _: self.leave())
+        self.trace_toggle.observe(lambda change: self._render_trace(), "value")
+        self._mode_changed()
+        self.refresh_rooms()
+
+    # --- convenience --------------------------------------------------------------------------
+
+    @classmethod
+    def pair(cls, address: ServerAddress | tuple | str, fingerprint: str | None = None,
+             usernames: tuple[str, str] = ("alice", "bob"), room: str = "lab") -> widgets.HBox:
+        """Two panels side by side (``.children`` are the panels), pre-filled to chat with yourself."""
+        return widgets.HBox([cls(address, fingerprint, name, room=room) for name in usernames],
+                            layout=widgets.Layout(flex_flow="row wrap"))
+
+    @property
+    def client(self) -> ChatClient | None:
+        """The ChatClient of the room this panel is in (None on the join view)."""
+        return self._client
+
+    def __repr__(self) -> str:
+        # Stable on purpose: nbval compares a widget's text/plain output.
+        return f"ChatPanel({self.address.host}:{self.address.tcp_port})"
+
+    def close(self) -> None:
+        """Leave the room (if in one) and close the widget."""
+        self.leave()
+        super().close()
+
+    # --- the join view --------------------------------------------------------------------------
+
+    def refresh_rooms(self) -> None:
+        """Ask the server for its rooms and show them (member counts, 🔒 for a password)."""
+        try:
+            rooms = ChatClient.list_rooms(self.address, fingerprint=self.fingerprint)
+        except (TcrpError, ProtocolError, OSError) as exc:
+            self._say(f"Could not list the rooms: {explain_error(exc)}", "error")
+            return
+        options = [(f"{'🔒' if r.has_password else '   '} {r.name} · {r.members} member{'s' * (r.members != 1)}",
+                    r.name) for r in sorted(rooms, key=lambda r: r.name)]
+        with self._lock:
+            self.rooms.unobserve(self._room_picked, "value")
+            try:
+                self.rooms.options = options
+                self.rooms.value = None
+            finally:
+                self.rooms.observe(self._room_picked, "value")
+
+    def _room_picked(self, change: dict) -> None:
+        if change["new"]:
+            self.room.value = change["new"]
+            self.mode.value = "join"
+
+    def _mode_changed(self) -> None:
+        create = self.mode.value == "create"
+        self.go.description = "Create room" if create else "Join room"
+        self.password.placeholder = "empty for an open room" if create else "if the room has a 🔒"
+
+    def enter(self) -> None:
+        """Create or join the room the form describes (what the button does)."""
+        username, room, password = self.username.value.strip(), self.room.value.strip(), self.password.value
+        if not username:
+            return self._say("Type a username first.", "error")
+        if not room:
+            return self._say("Type a room name, or pick a room from the list.", "error")
+        create = self.mode.value == "create"
+        session = object()
+        with self._lock:
+            if self._client is not None:
+                return
+            self._session = session
+            self.go.disabled = True
+        self._say(f"{'Creating' if create else 'Joining'} “{html.escape(room)}”…", "info", escape=False)
+        trace = self._start_trace()
+        open_room = ChatClient.create_room if create else ChatClient.join_room
+        try:
+            client = open_room(self.address, room, username, password, fingerprint=self.fingerprint, history=HISTORY,
+                               trace=trace, on_message=lambda _: self._changed(session),
+                               on_event=lambda event: self._event(session, event))
+        except Exception as exc:  # shown in the panel, not raised into a button callback
+            with self._lock:
+                self._session = None
+                self.go.disabled = False
+            self._stop_trace()
+            self._say(explain_error(exc, room, username), "error")
+            if isinstance(exc, (NoSuchRoom, RoomExists)):
+                self.refresh_rooms()
+            return
+        with self._lock:
+            self._client = client
+            self.go.disabled = False
+            self.password.value = ""
+            self.notice.value = self.chat_notice.value = ""
+            self.join_view.layout.display = "none"
+            self.chat_view.layout.display = "flex"
+            self._render()
+
+    # --- the chat view --------------------------------------------------------------------------
+
+    def _input_msg(self, widget: Any, content: dict, buffers: Any) -> None:
+        # The Text widget's frontend sends {"event": "submit"} on Enter (on_submit without the deprecation).
+        if content.get("event") == "submit":
+            self.submit()
+
+    def submit(self) -> None:
+        """Send what is in the text box (Enter or the Send button)."""
+        text = self.input.value
+        client = self._client
+        if client is None or not text.strip():
+            return
+        try:
+            client.send(text)
+        except (ValueError, TcrpError) as exc:
+            self.chat_notice.value = _notice(str(exc), "error")
+            return
+        self.input.value = ""
+        self.chat_notice.value = ""
+
+    def leave(self) -> None:
+        """Leave the room (a host leaving closes it) and go back to the join view."""
+        with self._lock:
+            client, session = self._client, self._session
+        if client is None:
+            return
+        note = "You were its host, so the room is now closed." if client.is_host else ""
+        self._end(session, f"You left “{html.escape(client.room)}”. {note}", "info")
+        client.leave()
+        self.refresh_rooms()
+
+    def _changed(self, session: object) -> None:
+        with self._lock:
+            if session is self._session:
+                self._render()
+
+    def _event(self, session: object, event: RoomEvent) -> None:
+        if event.kind == "room_closed":
+            because = _CLOSED_BECAUSE.get(event.reason or "", event.reason)
+            self._end(session, f"The room was closed because {because}.", "error")
+        elif event.kind == "kicked":
+            why = "you were inactive for too long" if event.reason == "timeout" else event.reason
+            self._end(session, f"You were disconnected from the room because {why}.", "error")
+        else:
+            self._changed(session)
+
+    def _end(self, session: object | None, notice: str, kind: str) -> None:
+        """The membership of ``session`` is over: back to the join view with ``notice``."""
+        with self._lock:
+            if session is None or session is not self._session:
+                return
+            client, self._client, self._session = self._client, None, None
+            self.chat_view.layout.display = "none"
+            self.join_view.layout.display = "flex"
+            self.notice.value = _notice(notice, kind, escape=False)
+        self._stop_trace()
+        if client is not None and client.state not in ("joining", "joined"):
+            client.close()   # room closed or kicked: the receive thread is ending; free the socket
+
+    # --- rendering (any thread, lock held) -------------------------------------------------------
+
+    def _render(self) -> None:
+        client = self._client
+        if client is None:
+            return
+        items = list(client.log)[-SHOWN:]
+        members = list(client.members)
+        state, colour = _STATE.get(client.state, (client.state, "#666"))
+        role = "host" if client.is_host else "guest"
+        self.status.value = (
+            f"<div style='font-size:12px'>Room <b>{html.escape(client.room)}</b> · you are "
+            f"<b>{html.escape(client.username)}</b> ({role}) · "
+            f"<span style='color:{colour}'>● {state}</span></div>")
+        lines = "".join(_render_item(item) for item in reversed(items))   # column-reverse: newest at the bottom
+        empty = "<div style='color:#888;text-align:center;margin:auto'>No messages yet — say hello!</div>"
+        self.messages.value = (
+            "<div style='height:240px;overflow-y:auto;display:flex;flex-direction:column-reverse;gap:4px;"
+            "padding:6px;border:1px solid var(--jp-border-color2,#ddd);border-radius:4px;"
+            f"background:var(--jp-layout-color1,#fff)'>{lines or empty}</div>")
+        names = ", ".join(html.escape(m) + (" (you)" if m == client.username else "") for m in members)
+        self.members.value = f"<div style='font-size:12px;color:var(--jp-ui-font-color1,#333)'>" \
+                             f"<b>Members ({len(members)}):</b> {names}</div>"
+
+    def _say(self, text: str, kind: str, escape: bool = True) -> None:
+        with self._lock:
+            self.notice.value = _notice(text, kind, escape)
+
+    # --- the packet trace pane ------------------------------------------------------------------
+
+    def _start_trace(self) -> Any:
+        """A Trace for the next client, feeding the pane (None if tcrp_lab.trace is unavailable)."""
+        return None
+
+    def _stop_trace(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def _render_trace(self) -> None:
+        with self._lock:
+            shown = self.trace_toggle.value
+            self.trace_view.layout.display = "flex" if shown else "none"
+
+
+def _notice(text: str, kind: str, escape: bool = True) -> str:
+    if not text:
+        return ""
+    colour = {"error": "#b42318", "info": "var(--jp-ui-font-color1,#333)"}[kind]
+    icon = "⚠️ " if kind == "error" else ""
+    body = html.escape(text) if escape else text
+    return f"<div style='color:{colour};font-size:13px;padding:2px 0'>{icon}{body}</div>"
+
+
+def _render_item(item: ChatMessage | RoomEvent) -> str:
+    """One chat line as HTML; everything from the network is escaped."""
+    if isinstance(item, ChatMessage):
+        when = time.strftime("%H:%M:%S", time.localtime(item.ts))
+        if item.mine:
+            cls, align, bg = "tcrp-msg tcrp-mine", "flex-end", "#d3f0dc"
+        else:
+            cls, align, bg = "tcrp-msg tcrp-theirs", "flex-start", "#e8eefb"
+        return (f"<div class='{cls}' style='align-self:{align};max-width:85%;background:{bg};color:#1f2328;"
+                f"border-radius:8px;padding:3px 8px'><div style='font-size:11px;color:#57606a'>"
+                f"<b>{html.escape(item.sender)}</b> · {when}</div>"
+                f"<div style='white-space:pre-wrap;word-break:break-word'>{html.escape(item.text)}</div></div>")
+    colour = "#b42318" if item.kind in ("timeout", "room_closed", "kicked") else "#6e7781"
+    return (f"<div class='tcrp-event tcrp-event-{html.escape(item.kind)}' style='align-self:center;font-size:12px;"
+            f"font-style:italic;color:{colour}'>— {html.escape(item.text)} —</div>")

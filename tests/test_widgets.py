@@ -1,0 +1,275 @@
+"""ChatPanel without a browser: panels driven in Python against a real server over loopback.
+
+Fields are filled and buttons clicked the way the frontend would (``Button.click()``, the Text
+widget's ``submit`` message for Enter); updates arrive from the clients' receive threads, so every
+check on a panel waits (bounded) for the widget value to change.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from tcrp_lab import ChatServer
+from tcrp_lab.crypto import ServerKey
+from tcrp_lab.protocol import MAX_TEXT
+from tcrp_lab.widgets import ChatPanel
+from tests.conftest import wait_for
+
+KEY = ServerKey.demo()   # RSA key generation is not what these tests are about
+WAIT = 10.0              # bounded waits: generous for a loaded 2-core machine
+
+
+@pytest.fixture
+def server():
+    with ChatServer("127.0.0.1", 0, 0, key=KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def panels():
+    """Panels made by a test, closed (leaving their rooms) afterwards."""
+    made: list[ChatPanel] = []
+    yield made
+    for panel in made:
+        panel.close()
+
+
+def open_panel(panels: list, server: ChatServer, username: str = "", **kwargs) -> ChatPanel:
+    panel = ChatPanel(server.address, username=username, **kwargs)
+    panels.append(panel)
+    return panel
+
+
+def fill(panel: ChatPanel, mode: str, room: str, password: str = "", username: str | None = None) -> None:
+    if username is not None:
+        panel.username.value = username
+    panel.mode.value = mode
+    panel.room.value = room
+    panel.password.value = password
+
+
+def press_enter(panel: ChatPanel, text: str) -> None:
+    """What the browser does on Enter: sync the value, then send the Text widget's submit event."""
+    panel.input.value = text
+    panel.input._handle_custom_msg({"event": "submit"}, None)
+
+
+def in_chat(panel: ChatPanel) -> bool:
+    return panel.chat_view.layout.display != "none" and panel.join_view.layout.display == "none"
+
+
+def in_join(panel: ChatPanel) -> bool:
+    return panel.join_view.layout.display != "none" and panel.chat_view.layout.display == "none"
+
+
+def shows(widget, text: str, what: str = "") -> None:
+    wait_for(lambda: text in widget.value, WAIT, what or f"{text!r} in {widget.value!r}")
+
+
+def create_and_join(panels: list, server: ChatServer, password: str = "pw") -> tuple[ChatPanel, ChatPanel]:
+    alice, bob = open_panel(panels, server, "alice"), open_panel(panels, server, "bob")
+    fill(alice, "create", "lab", password)
+    alice.go.click()
+    assert in_chat(alice), alice.notice.value
+    fill(bob, "join", "lab", password)
+    bob.go.click()
+    assert in_chat(bob), bob.notice.value
+    shows(alice.messages, "bob joined")
+    return alice, bob
+
+
+def test_create_shows_the_chat_view_with_status_and_members(server, panels):
+    alice = open_panel(panels, server, "alice")
+    assert in_join(alice) and alice.go.description == "Create room"
+    fill(alice, "create", "lab", "pw")
+    alice.go.click()
+    assert in_chat(alice), alice.notice.value
+    assert "lab" in alice.status.value and "alice" in alice.status.value and "(host)" in alice.status.value
+    shows(alice.status, "connected")
+    shows(alice.messages, "alice created the room")
+    assert "Members (1):" in alice.members.value and "alice (you)" in alice.members.value
+    assert alice.client is not None and alice.client.room == "lab"
+
+
+def test_room_list_shows_members_and_a_lock_and_picking_fills_the_form(server, panels):
+    alice = open_panel(panels, server, "alice")
+    fill(alice, "create", "locked", "pw")
+    alice.go.click()
+    host2 = open_panel(panels, server, "carol")
+    fill(host2, "create", "open")
+    host2.go.click()
+    bob = open_panel(panels, server, "bob")
+    labels = dict((value, label) for label, value in bob.rooms.options)   # listed when the panel opened
+    assert set(labels) == {"locked", "open"}
+    assert "🔒" in labels["locked"] and "1 member" in labels["locked"]
+    assert "🔒" not in labels["open"]
+    bob.rooms.value = "locked"
+    assert bob.room.value == "locked" and bob.mode.value == "join" and bob.go.description == "Join room"
+    bob.password.value = "pw"
+    bob.go.click()
+    assert in_chat(bob), bob.notice.value
+    other = open_panel(panels, server, "dave")
+    other.refresh_button.click()
+    assert "2 members" in dict((v, lbl) for lbl, v in other.rooms.options)["locked"]
+
+
+def test_chat_both_ways_with_sender_time_and_own_messages_distinguished(server, panels):
+    alice, bob = create_and_join(panels, server)
+    assert "bob" in alice.members.value and "alice" in bob.members.value
+    press_enter(alice, "hello bob")
+    shows(bob.messages, "hello bob")
+    assert alice.input.value == ""                       # Enter sent it and cleared the box
+    bob.input.value = "hi alice"
+    bob.send_button.click()
+    shows(alice.messages, "hi alice")
+    shows(alice.messages, "hello bob")
+    shows(bob.messages, "hi alice")
+    # Own messages have their own style; the sender and a time are shown.
+    mine = re.search(r"<div class='tcrp-msg tcrp-mine'[^>]*>.*?</div></div>", alice.messages.value)
+    theirs = re.search(r"<div class='tcrp-msg tcrp-theirs'[^>]*>.*?</div></div>", alice.messages.value)
+    assert mine and "hello bob" in mine.group(0) and "alice" in mine.group(0)
+    assert theirs and "hi alice" in theirs.group(0) and "bob" in theirs.group(0)
+    assert re.search(r"\d\d:\d\d:\d\d", theirs.group(0))
+    assert "tcrp-event-joined" in alice.messages.value  # system events in their own style
+
+
+def test_text_from_the_network_is_escaped(server, panels):
+    alice, bob = create_and_join(panels, server)
+    press_enter(alice, "<img src=x onerror=alert(1)> & <b>bold</b>")
+    shows(bob.messages, "&lt;img src=x onerror=alert(1)&gt; &amp; &lt;b&gt;bold&lt;/b&gt;")
+    assert "<img" not in bob.messages.value and "<b>bold" not in bob.messages.value
+
+
+def test_a_newcomer_sees_recent_history(server, panels):
+    alice = open_panel(panels, server, "alice")
+    fill(alice, "create", "lab")
+    alice.go.click()
+    press_enter(alice, "said before bob came")
+    shows(alice.messages, "said before bob came")
+    bob = open_panel(panels, server, "bob")
+    fill(bob, "join", "lab")
+    bob.go.click()
+    shows(bob.messages, "said before bob came")
+
+
+def test_wrong_password_is_shown_inline_and_the_form_stays(server, panels):
+    alice = open_panel(panels, server, "alice")
+    fill(alice, "create", "lab", "right")
+    alice.go.click()
+    bob = open_panel(panels, server, "bob")
+    fill(bob, "join", "lab", "wrong")
+    bob.go.click()
+    assert in_join(bob) and bob.client is None
+    assert "Wrong password" in bob.notice.value and not bob.go.disabled
+    bob.password.value = "right"
+    bob.go.click()
+    assert in_chat(bob), bob.notice.value
+
+
+@pytest.mark.parametrize("mode, room, username, expected", [
+    ("join", "lab", "alice", "already called “alice”"),         # name taken
+    ("create", "lab", "bob", "already exists"),                 # room exists
+    ("join", "nowhere", "bob", "no room called “nowhere”"),     # no such room
+    ("create", "x" * 65, "bob", "not allowed"),                  # invalid name
+    ("create", "lab2", "", "Type a username first"),            # missing field
+    ("join", "", "bob", "Type a room name"),                    # missing field
+])
+def test_server_errors_are_explained_in_plain_words(server, panels, mode, room, username, expected):
+    alice = open_panel(panels, server, "alice")
+    fill(alice, "create", "lab")
+    alice.go.click()
+    other = open_panel(panels, server)
+    fill(other, mode, room, username=username)
+    other.go.click()
+    assert in_join(other) and other.client is None
+    assert expected in other.notice.value
+    assert "⚠️" in other.notice.value
+
+
+def test_an_unreachable_server_is_an_inline_message_not_an_exception(panels):
+    with socket.socket() as probe:           # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    panel = ChatPanel(f"127.0.0.1:{port}", username="alice")
+    panels.append(panel)
+    assert "Could not list the rooms" in panel.notice.value and "Is the server running" in panel.notice.value
+    fill(panel, "create", "lab")
+    panel.go.click()
+    assert in_join(panel) and "cannot connect" in panel.notice.value
+
+
+def test_a_too_long_message_is_refused_with_a_reason(server, panels):
+    alice, _ = create_and_join(panels, server)
+    press_enter(alice, "x" * (MAX_TEXT + 1))
+    assert f"1-{MAX_TEXT} characters" in alice.chat_notice.value
+    assert alice.input.value == "x" * (MAX_TEXT + 1)   # kept, so it can be shortened
+
+
+def test_leave_returns_to_the_join_view_and_the_others_see_it(server, panels):
+    alice, bob = create_and_join(panels, server)
+    bob.leave_button.click()
+    assert in_join(bob) and bob.client is None and "You left “lab”" in bob.notice.value
+    shows(alice.messages, "bob left")
+    wait_for(lambda: "Members (1):" in alice.members.value, WAIT, "alice's member list without bob")
+    assert "lab" in dict((v, lbl) for lbl, v in bob.rooms.options)   # the list was refreshed
+    bob.password.value = "pw"
+    bob.go.click()                                                     # and joining again works
+    assert in_chat(bob), bob.notice.value
+
+
+def test_the_host_leaving_closes_the_room_for_the_guests(server, panels):
+    alice, bob = create_and_join(panels, server)
+    alice.leave_button.click()
+    assert in_join(alice) and "room is now closed" in alice.notice.value
+    wait_for(lambda: in_join(bob), WAIT, "bob back on the join view")
+    assert "The room was closed because its host left" in bob.notice.value
+    assert bob.client is None
+
+
+def test_timeouts_are_shown_and_return_to_the_join_view(panels):
+    now = [1000.0]   # the server's clock: moved by hand, so nobody times out before we mean it
+    with ChatServer("127.0.0.1", 0, 0, key=KEY, inactivity_timeout=300, reap_interval=0.05,
+                    clock=lambda: now[0]) as server:
+        alice, bob = create_and_join(panels, server)
+        now[0] += 301
+        wait_for(lambda: in_join(alice) and in_join(bob), WAIT, "both panels back on the join view")
+        assert "inactive for too long" in alice.notice.value                       # the host was kicked
+        assert "closed because its host was inactive" in bob.notice.value           # the room closed
+
+
+def test_two_panels_in_a_box_need_no_extra_code(server):
+    pair = ChatPanel.pair(server.address)
+    alice, bob = pair.children
+    try:
+        assert {"tcrp-panel"} <= set(alice._dom_classes) & set(bob._dom_classes)
+        unique = [{c for c in p._dom_classes if re.fullmatch(r"tcrp-panel-\d+", c)} for p in (alice, bob)]
+        assert len(unique[0]) == len(unique[1]) == 1 and unique[0] != unique[1]
+        alice.go.click()                  # pre-filled: alice creates "lab", bob joins it
+        bob.mode.value = "join"
+        bob.go.click()
+        press_enter(bob, "it just works")
+        shows(alice.messages, "it just works")
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_repr_is_stable_for_notebook_outputs(server, panels):
+    panel = open_panel(panels, server, "alice")
+    assert repr(panel) == f"ChatPanel(127.0.0.1:{server.address.tcp_port})"
+    assert panel._repr_mimebundle_()["text/plain"] == repr(panel)
+
+
+def test_only_the_widgets_module_imports_ipywidgets():
+    code = ("import importlib, pkgutil, sys, tcrp_lab\n"
+            "for m in pkgutil.iter_modules(tcrp_lab.__path__):\n"
+            "    if m.name != 'widgets': importlib.import_module('tcrp_lab.' + m.name)\n"
+            "print(sorted(k for k in sys.modules if k.split('.')[0] in ('ipywidgets', 'IPython')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
