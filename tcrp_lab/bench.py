@@ -1,0 +1,735 @@
+"""``python -m tcrp_lab.bench``: how a classroom server holds up, next to a bare UDP relay, in one run.
+
+What it measures on loopback (``--json`` prints one JSON object; rich progress goes to stderr):
+
+* **joins**: N guests (default 50) join one open room at once — TCP handshake, JOIN_ROOM,
+  COMPLETE, then UDP ``hello`` until ``welcome``; wall time and p50/p95 per join;
+* **fan-out**: a room of M members (default 50): deliveries/s and loss at full speed (a window of
+  messages in flight, so the server is never idle and its queue never overflows), latency
+  p50/p99 at a steady rate (default 200 messages/s), and a classroom burst (100 members each
+  send one message at once);
+* **the baseline**: a bare Python UDP relay (``recvfrom``, then ``sendto`` the same M addresses,
+  no crypto) driven by the same senders and read by the same receivers; ours / relay is the ratio;
+* **memory**: the server's RSS per idle member with 1000 members (20 rooms of 50).
+
+The server and the relay each run in a child process, so their CPU time and RSS are their own.
+The members are cheap raw UDP sockets whose sessions were made by the real handshake
+(:class:`~tcrp_lab.client.ControlConnection`): the receiving side only timestamps datagrams, and
+decrypts them after the clock stopped, so it measures the server, not the clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import selectors
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from .client import ControlConnection
+from .crypto import UdpChannel, open_sealed
+from .protocol import Chat, Datagram, Hello, Message, ProtocolError, RoomChat, Welcome, decode_payload
+
+__all__ = ["main", "run"]
+
+TEXT_SIZE = 48            #: characters of each benchmark chat message (a typical classroom line)
+WINDOW = 16               #: room messages in flight at "full speed"
+RCVBUF = 1 << 21          #: receive buffer of every member socket: nothing is lost at our end
+SETTLE = 0.1              #: seconds of silence that mean a member socket has drained
+RELAY_JOIN, RELAY_OK, RELAY_RESET = b"\x00join", b"\x00ok", b"\x00reset"
+
+TARGETS = {  # the issue's targets: (key, comparison, bound, what)
+    "join_wall_s": ("<", 0.2, "50 joins at once under 0.2 s"),
+    "ratio_to_relay": (">=", 0.2, "fan-out at least 0.2x the bare relay"),
+    "burst_s": ("<", 1.0, "burst of 100 senders delivered in under 1 s"),
+    "burst_loss": ("==", 0.0, "burst: nothing lost"),
+    "latency_p99_ms": ("<", 5.0, "p99 under 5 ms at 200 msg/s, room of 50"),
+    "bytes_per_idle_member": ("<", 20_000, "under 20 KB per idle member"),
+}
+
+
+# --- the measured processes ------------------------------------------------------------------
+
+def _serve_chat(max_members: int) -> None:
+    """Child: a ChatServer; answers ``stats`` and ``stop`` lines on stdin with JSON lines."""
+    from .server import ChatServer
+
+    server = ChatServer("127.0.0.1", 0, 0, inactivity_timeout=3600, max_members=max_members).start()
+    _say({"tcp": server.address.tcp_port, "udp": server.address.udp_port, "fingerprint": server.fingerprint})
+    for line in sys.stdin:
+        if line.strip() == "stats":
+            _say(server.stats)
+        elif line.strip() == "stop":
+            break
+    start = time.perf_counter()
+    server.stop()
+    _say({"stop_s": time.perf_counter() - start})
+
+
+def _serve_relay() -> None:
+    """Child: the baseline. ``recvfrom``, then ``sendto`` every registered address; no crypto."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+    _say({"udp": sock.getsockname()[1]})
+    threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()  # EOF: done
+    addresses: list[tuple[str, int]] = []
+    while True:
+        data, peer = sock.recvfrom(4097)
+        if data[:1] == b"\x00":  # control: members register, the bench resets between scenarios
+            if data == RELAY_JOIN:
+                addresses.append(peer)
+                sock.sendto(RELAY_OK, peer)
+            elif data == RELAY_RESET:
+                addresses.clear()
+                sock.sendto(RELAY_OK, peer)
+            continue
+        for address in addresses:
+            sock.sendto(data, address)
+
+
+def _say(obj: dict[str, Any]) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+class Child:
+    """A measured process (``server`` or ``relay``): its ports, CPU time and RSS, via psutil."""
+
+    def __init__(self, kind: str, max_members: int = 256):
+        import psutil
+
+        self.kind = kind
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tcrp_lab.bench", "--child", kind, "--max-members", str(max_members)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.ps = psutil.Process(self.proc.pid)
+        ready = self._read()
+        self.udp = ("127.0.0.1", ready["udp"])
+        self.tcp = ("127.0.0.1", ready.get("tcp", 0))
+        self.fingerprint: str | None = ready.get("fingerprint")
+
+    def _read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the {self.kind} process ended (exit code {self.proc.wait()})")
+        return json.loads(line)
+
+    def command(self, line: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def cpu(self) -> float:
+        times = self.ps.cpu_times()
+        return times.user + times.system
+
+    def rss(self) -> int:
+        return self.ps.memory_info().rss
+
+    def close(self) -> dict[str, Any]:
+        """Stop it; for the server, how long ``stop()`` took."""
+        result: dict[str, Any] = {}
+        try:
+            if self.kind == "server" and self.proc.poll() is None:
+                result = self.command("stop")
+            else:
+                self.proc.stdin.close()  # type: ignore[union-attr]
+            self.proc.wait(10)
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+        return result
+
+
+# --- members: raw sockets with real sessions -------------------------------------------------
+
+@dataclass(eq=False)
+class Member:
+    """A room member as the bench sees it: a connected UDP socket and, on our server, its keys."""
+
+    name: str
+    sock: socket.socket
+    channel: UdpChannel | None = None     # None on the relay
+    records: list[tuple[int, bytes]] = field(default_factory=list)  # (perf_counter_ns, datagram)
+    chat_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))  # the server de-duplicates ids
+
+    def chat(self, text: str) -> bytes:
+        """The datagram of a chat message (on the relay: the text itself)."""
+        if self.channel is None:
+            return text.encode("ascii")
+        return self.channel.seal(Chat(id=next(self.chat_ids), text=text).encode())
+
+    def decode(self, data: bytes) -> Any:
+        """The payload of a received datagram (a RoomChat, Ack, ...), or the relay's raw text."""
+        if self.channel is None:
+            return data.decode("ascii")
+        datagram = Datagram.decode(data)
+        plaintext = open_sealed(self.channel.recv_key, datagram.seq, datagram.ciphertext + datagram.tag,
+                                datagram.header)
+        return decode_payload(plaintext, from_server=True)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _udp_socket(address: tuple[str, int]) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+    sock.connect(address)
+    return sock
+
+
+def join_server(child: Child, room: str, username: str, *, create: bool = False,
+                sock: socket.socket | None = None, timeout: float = 10.0) -> Member:
+    """Handshake, CREATE_ROOM or JOIN_ROOM, then ``hello`` until ``welcome``: a real join."""
+    message = Message.create_room(room, username) if create else Message.join_room(room, username)
+    with ControlConnection(child.tcp, fingerprint=child.fingerprint, timeout=timeout) as control:
+        complete = control.enter(message)
+    channel = UdpChannel.client(room, bytes.fromhex(complete["token"]), control.keys)
+    member = Member(username, sock or _udp_socket(child.udp), channel)
+    if sock is None:
+        _until(member, lambda: member.sock.send(channel.seal(Hello().encode())),
+               lambda data: isinstance(member.decode(data), Welcome), timeout)
+    else:  # a shared socket (the memory scenario): send hello, do not wait
+        sock.send(channel.seal(Hello().encode()))
+    return member
+
+
+def join_relay(child: Child, username: str, timeout: float = 10.0) -> Member:
+    member = Member(username, _udp_socket(child.udp))
+    _until(member, lambda: member.sock.send(RELAY_JOIN), lambda data: data == RELAY_OK, timeout)
+    return member
+
+
+def _until(member: Member, send: Callable[[], object], done: Callable[[bytes], bool], timeout: float) -> None:
+    """Send, and again every 0.2 s, until a datagram satisfies ``done`` (others are discarded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        send()
+        member.sock.settimeout(0.2)
+        try:
+            while True:
+                data = member.sock.recv(4097)
+                try:
+                    if done(data):
+                        return
+                except ProtocolError:
+                    pass
+        except TimeoutError:
+            continue
+    raise TimeoutError(f"{member.name}: no answer within {timeout} s")
+
+
+def drain(members: Sequence[Member]) -> None:
+    """Discard what is queued (join events), until every socket was silent for SETTLE seconds."""
+    selector = selectors.DefaultSelector()
+    for member in members:
+        member.sock.setblocking(False)
+        selector.register(member.sock, selectors.EVENT_READ, member)
+    try:
+        while events := selector.select(SETTLE):
+            for key, _ in events:
+                _drain_socket(key.fileobj)  # type: ignore[arg-type]
+    finally:
+        selector.close()
+
+
+def _drain_socket(sock: socket.socket) -> None:
+    try:
+        while sock.recv(4097):
+            pass
+    except OSError:
+        pass
+
+
+class Receivers:
+    """One thread that timestamps every datagram of every member (and decrypts nothing).
+
+    ``count`` is the datagrams received by all members, ``tracked`` those of ``tracker`` (a
+    member that sends nothing, last in the room's order: it sees each room message last).
+    """
+
+    def __init__(self, members: Sequence[Member], tracker: Member):
+        self.members, self.tracker = members, tracker
+        self.count = self.tracked = 0
+        self.changed = threading.Condition()
+        self._stop = threading.Event()
+        self._selector = selectors.DefaultSelector()
+        for member in members:
+            member.records.clear()
+            member.sock.setblocking(False)
+            self._selector.register(member.sock, selectors.EVENT_READ, member)
+        self._thread = threading.Thread(target=self._run, name="bench-receivers", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        clock, tracker = time.perf_counter_ns, self.tracker
+        while not self._stop.is_set():
+            got = 0
+            for key, _ in self._selector.select(0.05):
+                member: Member = key.data
+                recv, append = member.sock.recv, member.records.append
+                n = 0
+                while True:
+                    try:
+                        data = recv(4097)
+                    except OSError:  # BlockingIOError: drained; ConnectionRefused: not ours to judge
+                        break
+                    append((clock(), data))
+                    n += 1
+                if member is tracker:
+                    self.tracked += n
+                got += n
+            if got:
+                with self.changed:
+                    self.count += got
+                    self.changed.notify_all()
+
+    def wait(self, condition: Callable[[], bool], timeout: float) -> bool:
+        with self.changed:
+            return self.changed.wait_for(condition, timeout)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._selector.close()
+
+
+# --- scenarios -------------------------------------------------------------------------------
+
+@dataclass
+class Room:
+    """M members of one room (on our server or on the relay); the last one is the tracker."""
+
+    target: str                    # "ours" or "relay"
+    members: list[Member]
+    child: Child
+
+    @property
+    def tracker(self) -> Member:
+        return self.members[-1]
+
+    def close(self) -> None:
+        for member in self.members:
+            member.close()
+
+
+def make_room(child: Child, target: str, size: int, name: str, workers: int = 8) -> Room:
+    """``size`` members in one room; the first creates it (on ours). Joined in parallel, in order."""
+    if target == "relay":
+        probe = Member("reset", _udp_socket(child.udp))
+        _until(probe, lambda: probe.sock.send(RELAY_RESET), lambda data: data == RELAY_OK, 10)
+        probe.close()
+        members = [join_relay(child, f"m{i}") for i in range(size)]  # order = the relay's order
+        return Room(target, members, child)
+    host = join_server(child, name, "m0", create=True)
+    with ThreadPoolExecutor(workers) as pool:
+        guests = list(pool.map(lambda i: join_server(child, name, f"m{i}"), range(1, size - 1)))
+    last = join_server(child, name, f"m{size - 1}")  # joins last: the server sends to it last
+    room = Room(target, [host, *guests, last], child)
+    drain(room.members)
+    return room
+
+
+def _text(sender: int, k: int) -> str:
+    return f"{sender:04d}:{k:08d}:".ljust(TEXT_SIZE, "x")
+
+
+def _parse(text: str) -> tuple[int, int]:
+    sender, k, _ = text.split(":", 2)
+    return int(sender), int(k)
+
+
+def _deliveries(room: Room) -> tuple[list[tuple[int, int, int]], int]:
+    """Decrypt what every member received: ``[(sender, k, t_recv_ns)]`` of room messages; and
+    how many other datagrams (acks) came."""
+    out, other = [], 0
+    for member in room.members:
+        for t, data in member.records:
+            payload = member.decode(data)
+            if room.target == "relay":
+                out.append((*_parse(payload), t))
+            elif isinstance(payload, RoomChat):
+                out.append((*_parse(payload.text), t))
+            else:
+                other += 1
+    return out, other
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, max(0, round(q / 100 * len(values) + 0.5) - 1))]
+
+
+def _summary(room: Room, sent: dict[tuple[int, int], int], start_ns: int, cpu: float) -> dict[str, Any]:
+    got, _ = _deliveries(room)
+    latencies = [(t - sent[(s, k)]) / 1e6 for s, k, t in got if (s, k) in sent]
+    expected = len(sent) * len(room.members)
+    delivered = len(latencies)
+    end_ns = max((t for _, _, t in got), default=start_ns)
+    elapsed = max(end_ns - start_ns, 1) / 1e9
+    return {
+        "messages": len(sent), "deliveries": delivered, "loss": max(0.0, 1 - delivered / expected) if expected else 0.0,
+        "seconds": elapsed, "deliveries_per_s": delivered / elapsed,
+        "latency_p50_ms": _percentile(latencies, 50), "latency_p99_ms": _percentile(latencies, 99),
+        "cpu_us_per_delivery": cpu / delivered * 1e6 if delivered else float("nan"),
+    }
+
+
+def fan_out(room: Room, messages: int, senders: int, rate: float | None, settle: float = 1.0) -> dict[str, Any]:
+    """``messages`` room messages from ``senders`` members (round robin). ``rate`` None is full
+    speed: at most WINDOW messages in flight (sent but not yet at the tracker)."""
+    chosen = room.members[:senders]
+    receivers = Receivers(room.members, room.tracker)
+    sent: dict[tuple[int, int], int] = {}
+    interval = 1 / rate if rate else 0.0
+    cpu0 = room.child.cpu()
+    start = next_at = time.perf_counter_ns()
+    try:
+        for k in range(messages):
+            s = k % len(chosen)
+            if rate:
+                delay = next_at - time.perf_counter_ns()
+                if delay > 0:
+                    time.sleep(delay / 1e9)
+                next_at += int(interval * 1e9)
+            else:
+                receivers.wait(lambda: k - receivers.tracked < WINDOW, 1.0)
+            data = chosen[s].chat(_text(s, k))
+            sent[(s, k)] = time.perf_counter_ns()
+            chosen[s].sock.send(data)
+        receivers.wait(lambda: receivers.tracked >= messages, settle + messages * 1e-4)
+        cpu = room.child.cpu() - cpu0
+    finally:
+        receivers.stop()
+    drain(room.members)
+    return _summary(room, sent, start, cpu)
+
+
+def burst(room: Room, timeout: float = 3.0) -> dict[str, Any]:
+    """Every member sends one message at once (sealed beforehand); how long until all have all."""
+    n = len(room.members)
+    datagrams = [m.chat(_text(i, 0)) for i, m in enumerate(room.members)]
+    expected = n * n + (n if room.target == "ours" else 0)  # room copies, and each sender's ack
+    receivers = Receivers(room.members, room.tracker)
+    sent: dict[tuple[int, int], int] = {}
+    cpu0 = room.child.cpu()
+    start = time.perf_counter_ns()
+    try:
+        for i, (member, data) in enumerate(zip(room.members, datagrams)):
+            sent[(i, 0)] = time.perf_counter_ns()
+            member.sock.send(data)
+        receivers.wait(lambda: receivers.count >= expected, timeout)
+        cpu = room.child.cpu() - cpu0
+    finally:
+        receivers.stop()
+    drain(room.members)
+    result = _summary(room, sent, start, cpu)
+    result["members"] = n
+    return result
+
+
+def joins(child: Child, n: int, room: str) -> dict[str, Any]:
+    """``n`` guests join an open room at once (each from its own thread, released together)."""
+    host = join_server(child, room, "host", create=True)
+    barrier = threading.Barrier(n)
+    times: list[tuple[float, float]] = [(0.0, 0.0)] * n
+    members: list[Member | None] = [None] * n
+
+    def one(i: int) -> None:
+        barrier.wait()
+        t0 = time.perf_counter()
+        members[i] = join_server(child, room, f"guest{i}")
+        times[i] = (t0, time.perf_counter())
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for member in [host, *members]:
+        if member is not None:
+            member.close()
+    if any(m is None for m in members):
+        raise RuntimeError(f"only {sum(m is not None for m in members)} of {n} joins completed")
+    per_join = [(t1 - t0) * 1000 for t0, t1 in times]
+    return {"wall_s": max(t1 for _, t1 in times) - min(t0 for t0, _ in times),
+            "p50_ms": _percentile(per_join, 50), "p95_ms": _percentile(per_join, 95)}
+
+
+def idle_memory(members: int, room_size: int = 50) -> dict[str, Any]:
+    """A fresh server's RSS growth per idle member: ``members`` in rooms of ``room_size``, each
+    joined and welcomed (so it has an address and keys), then left alone."""
+    child = Child("server")
+    try:
+        warm = join_server(child, "warm-up", "w0", create=True)  # code paths and caches, not members
+        warm.close()
+        rss0 = child.rss()
+        rooms = (members + room_size - 1) // room_size
+        socks = [_udp_socket(child.udp) for _ in range(rooms)]   # members of a room share one socket
+
+        def fill(r: int) -> None:
+            join_server(child, f"idle-{r}", "m0", create=True, sock=socks[r])
+            for i in range(1, min(room_size, members - r * room_size)):
+                join_server(child, f"idle-{r}", f"m{i}", sock=socks[r])
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(fill, range(rooms)))
+        expected = members + 1
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # every hello processed: every member has its address
+            stats = child.command("stats")
+            if stats["members"] >= expected and stats["datagrams_in"] >= members + 1:
+                break
+            time.sleep(0.05)
+        rss1 = child.rss()
+        for sock in socks:
+            sock.close()
+        return {"idle_members": members, "rooms": rooms, "rss_before": rss0, "rss_after": rss1,
+                "bytes_per_idle_member": (rss1 - rss0) / members}
+    finally:
+        child.close()
+
+
+# --- one run ---------------------------------------------------------------------------------
+
+@dataclass
+class Options:
+    joins: int = 50
+    members: int = 50
+    senders: int = 1
+    messages: int = 3000
+    rate: float = 200.0
+    steady_seconds: float = 8.0
+    burst_members: int = 100
+    idle_members: int = 1000
+    rounds: int = 3
+
+    @classmethod
+    def quick(cls) -> Options:
+        return cls(messages=600, steady_seconds=2.5, rounds=1)
+
+
+def run(options: Options, step: Callable[[str], None] = lambda what: None) -> dict[str, Any]:
+    """Every scenario, ours then the relay's, in this process's one run. ``step(what)`` is called
+    before each phase (for progress)."""
+    result: dict[str, Any] = {"machine": machine()}
+    server = Child("server", max_members=max(options.burst_members, options.members, 256))
+    relay = Child("relay")
+    try:
+        step("joins")
+        rounds = [joins(server, options.joins, f"joins-{r}") for r in range(options.rounds)]
+        walls = [r["wall_s"] for r in rounds]
+        best = min(rounds, key=lambda r: r["wall_s"])
+        result.update(joins=options.joins, join_wall_s=statistics.median(walls), join_wall_all_s=walls,
+                      join_p50_ms=statistics.median(r["p50_ms"] for r in rounds),
+                      join_p95_ms=statistics.median(r["p95_ms"] for r in rounds), join_best=best)
+
+        figures: dict[str, dict[str, Any]] = {}
+        for target, child in (("ours", server), ("relay", relay)):
+            step(f"fan-out ({target}): room of {options.members}")
+            room = make_room(child, target, options.members, "fan-out")
+            try:
+                step(f"fan-out ({target}): full speed, {options.messages} messages")
+                full = [fan_out(room, options.messages, options.senders, None) for _ in range(options.rounds)]
+                step(f"fan-out ({target}): steady {options.rate:g}/s for {options.steady_seconds:g} s")
+                steady = fan_out(room, int(options.rate * options.steady_seconds), options.senders, options.rate)
+            finally:
+                room.close()
+            step(f"burst ({target}): {options.burst_members} senders at once")
+            room = make_room(child, target, options.burst_members, "burst")
+            try:
+                bursts = [burst(room) for _ in range(options.rounds)]
+            finally:
+                room.close()
+            figures[target] = {"full": max(full, key=lambda r: r["deliveries_per_s"]), "full_all": full,
+                               "steady": steady, "burst": max(bursts, key=lambda r: r["seconds"]),
+                               "burst_all": bursts}
+        ours, base = figures["ours"], figures["relay"]
+        result.update(
+            members=options.members, senders=options.senders, window=WINDOW,
+            deliveries_per_s=ours["full"]["deliveries_per_s"], relay_deliveries_per_s=base["full"]["deliveries_per_s"],
+            ratio_to_relay=ours["full"]["deliveries_per_s"] / base["full"]["deliveries_per_s"],
+            cpu_us_per_delivery=ours["full"]["cpu_us_per_delivery"],
+            relay_cpu_us_per_delivery=base["full"]["cpu_us_per_delivery"],
+            loss=ours["full"]["loss"], relay_loss=base["full"]["loss"],
+            full_latency_p50_ms=ours["full"]["latency_p50_ms"], full_latency_p99_ms=ours["full"]["latency_p99_ms"],
+            relay_full_latency_p50_ms=base["full"]["latency_p50_ms"],
+            relay_full_latency_p99_ms=base["full"]["latency_p99_ms"],
+            rate=options.rate, latency_p50_ms=ours["steady"]["latency_p50_ms"],
+            latency_p99_ms=ours["steady"]["latency_p99_ms"], steady_loss=ours["steady"]["loss"],
+            relay_latency_p50_ms=base["steady"]["latency_p50_ms"], relay_latency_p99_ms=base["steady"]["latency_p99_ms"],
+            burst_members=options.burst_members, burst_s=ours["burst"]["seconds"], burst_loss=ours["burst"]["loss"],
+            relay_burst_s=base["burst"]["seconds"], relay_burst_loss=base["burst"]["loss"],
+            details=figures,
+        )
+    finally:
+        result["server_stop_s"] = server.close().get("stop_s")
+        relay.close()
+    step(f"memory: {options.idle_members} idle members")
+    result.update(idle_memory(options.idle_members))
+    result["targets"] = {key: _met(result[key], op, bound) for key, (op, bound, _) in TARGETS.items()}
+    return result
+
+
+def _met(value: float, op: str, bound: float) -> bool:
+    return {"<": value < bound, ">=": value >= bound, "==": value == bound}[op]
+
+
+def machine() -> dict[str, Any]:
+    import psutil
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu": model, "python": platform.python_version(),
+            "implementation": platform.python_implementation(), "system": platform.platform(terse=True),
+            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
+# --- the command line ------------------------------------------------------------------------
+
+def table(result: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    def ms(v: float) -> str:
+        return f"{v:.2f} ms"
+
+    def rate(v: float) -> str:
+        return f"{v:,.0f}/s"
+
+    def pct(v: float) -> str:
+        return f"{v:.2%}"
+
+    def ok(key: str) -> str:
+        return "[green]yes[/]" if result["targets"][key] else "[red]no[/]"
+
+    t = Table(title=f"tcrp_lab bench — {result['machine']['cpus']} cores, {result['machine']['cpu']}, "
+                    f"Python {result['machine']['python']}")
+    for column in ("figure", "ours", "bare relay", "ours / relay", "target", "met"):
+        t.add_column(column, justify="left" if column in ("figure", "target") else "right")
+    r = result
+    t.add_row(f"{r['joins']} joins at once: wall", f"{r['join_wall_s'] * 1000:.0f} ms", "", "",
+              "< 200 ms", ok("join_wall_s"))
+    t.add_row("  per join p50 / p95", f"{r['join_p50_ms']:.1f} / {r['join_p95_ms']:.1f} ms", "", "", "", "")
+    t.add_row(f"fan-out, room of {r['members']}, full speed", rate(r["deliveries_per_s"]),
+              rate(r["relay_deliveries_per_s"]), f"{r['ratio_to_relay']:.2f}x", ">= 0.20x", ok("ratio_to_relay"))
+    t.add_row("  server CPU per delivery", f"{r['cpu_us_per_delivery']:.1f} µs",
+              f"{r['relay_cpu_us_per_delivery']:.1f} µs",
+              f"{r['relay_cpu_us_per_delivery'] / r['cpu_us_per_delivery']:.2f}x", "", "")
+    t.add_row("  loss", pct(r["loss"]), pct(r["relay_loss"]), "", "", "")
+    t.add_row("  latency p50 / p99", f"{r['full_latency_p50_ms']:.1f} / {r['full_latency_p99_ms']:.1f} ms",
+              f"{r['relay_full_latency_p50_ms']:.1f} / {r['relay_full_latency_p99_ms']:.1f} ms", "",
+              f"window of {r['window']}", "")
+    t.add_row(f"steady {r['rate']:g} msg/s: latency p50", ms(r["latency_p50_ms"]), ms(r["relay_latency_p50_ms"]),
+              "", "", "")
+    t.add_row("  latency p99", ms(r["latency_p99_ms"]), ms(r["relay_latency_p99_ms"]), "", "< 5 ms",
+              ok("latency_p99_ms"))
+    t.add_row("  loss", pct(r["steady_loss"]), "", "", "", "")
+    t.add_row(f"burst: {r['burst_members']} send at once", f"{r['burst_s'] * 1000:.0f} ms",
+              f"{r['relay_burst_s'] * 1000:.0f} ms", "", "< 1000 ms", ok("burst_s"))
+    t.add_row("  loss", pct(r["burst_loss"]), pct(r["relay_burst_loss"]), "", "0", ok("burst_loss"))
+    t.add_row(f"RSS per idle member ({r['idle_members']})", f"{r['bytes_per_idle_member'] / 1000:.1f} KB", "", "",
+              "< 20 KB", ok("bytes_per_idle_member"))
+    if r.get("server_stop_s") is not None:
+        t.add_row("server stop() after the run", f"{r['server_stop_s'] * 1000:.0f} ms", "", "", "", "")
+    return t
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value} must be positive")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tcrp_lab.bench",
+        description="Measure joins, fan-out, latency, a classroom burst and memory per member against a bare "
+                    "UDP relay, in one run on loopback.")
+    parser.add_argument("--quick", action="store_true", help="fewer messages and one round (under a minute)")
+    parser.add_argument("--json", action="store_true", help="print only one JSON object on stdout")
+    defaults = Options()
+    parser.add_argument("--joins", type=_positive_int, help=f"clients joining at once (default {defaults.joins})")
+    parser.add_argument("--members", type=_positive_int, help=f"fan-out room size (default {defaults.members})")
+    parser.add_argument("--senders", type=_positive_int, help=f"fan-out senders (default {defaults.senders})")
+    parser.add_argument("--messages", type=_positive_int, help="messages at full speed")
+    parser.add_argument("--rate", type=_positive_float, help=f"steady messages/s (default {defaults.rate:g})")
+    parser.add_argument("--steady-seconds", type=_positive_float, help="length of the steady phase")
+    parser.add_argument("--burst-members", type=_positive_int, help="members sending at once in the burst")
+    parser.add_argument("--idle-members", type=_positive_int, help="idle members for the memory figure")
+    parser.add_argument("--rounds", type=_positive_int, help="repetitions of joins, full speed and burst")
+    parser.add_argument("--child", choices=("server", "relay"), help=argparse.SUPPRESS)
+    parser.add_argument("--max-members", type=int, default=256, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child == "server":
+        _serve_chat(args.max_members)
+        return 0
+    if args.child == "relay":
+        _serve_relay()
+        return 0
+
+    options = Options.quick() if args.quick else Options()
+    for name in ("joins", "members", "senders", "messages", "rate", "steady_seconds", "burst_members",
+                 "idle_members", "rounds"):
+        if getattr(args, name) is not None:
+            setattr(options, name, getattr(args, name))
+    if options.senders > options.members - 1:
+        parser.error(f"--senders must be below --members ({options.members}): the last member only listens")
+    if options.members < 2 or options.burst_members < 2:
+        parser.error("a room needs at least 2 members")
+
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    err = Console(stderr=True)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err) as progress:
+        task = progress.add_task("starting", total=None)
+        result = run(options, lambda what: progress.update(task, description=what))
+        progress.update(task, description="done")
+    if args.json:
+        print(json.dumps(result, indent=2, default=_jsonable))
+    else:
+        Console().print(table(result))
+    return 0
+
+
+def _jsonable(value: object) -> object:
+    return str(value)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
