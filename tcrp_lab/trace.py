@@ -1,0 +1,903 @@
+"""Packet traces: every TCP frame and UDP datagram of a live chat, explained byte by byte.
+
+What goes over the wire, the way "The Illustrated TLS 1.3 Connection" shows a handshake, but from
+the learner's own chat and with no root and no packet capture: the server and client shells call
+``trace(**fields)`` for each frame and datagram they send or receive (see the fields of
+:class:`PacketEvent`), and this module records and renders those calls.
+
+* :class:`Trace` records events (pass one as ``trace=`` to ChatServer / ChatClient / ControlConnection,
+  or use :func:`record`); it prints as a one-line-per-packet log, :meth:`Trace.summary` gives a
+  table per session, and :meth:`Trace.save` / :meth:`Trace.load` keep it as JSON lines.
+* :func:`explain` lays out one packet (an event, or raw bytes) as a hex dump with every field
+  coloured, named and decoded, with its byte range — and, where the keys are known, the plaintext
+  explained the same way.
+* :class:`LiveLog` prints each packet as it passes (``python -m tcrp_lab.server --trace``).
+
+Every renderable is a rich ``__rich_console__`` object that also carries rich's JupyterMixin, so a
+bare ``trace`` or ``explain(...)`` as the last line of a notebook cell displays as HTML.
+
+The layouts are tables built from :mod:`tcrp_lab.protocol`'s and :mod:`tcrp_lab.crypto`'s own
+constants and decoders; nothing here parses the wire a second time with offsets of its own.
+
+Secrets: an event holds the session keys when the side that traced it knew them (on
+ClientKeyExchange), and the plaintext of every request (passwords included). A saved trace of a
+real session therefore contains its keys and passwords: treat the file like the keys themselves.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+import threading
+import time as _time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from dataclasses import fields as _dataclass_fields
+from pathlib import Path
+from typing import Any
+
+from rich import box
+from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.jupyter import JupyterMixin
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
+
+from .crypto import (
+    HKDF_INFO, NONCE_SIZE, PREMASTER_SIZE, RSA_BITS, AuthenticationError, ServerHello, SessionKeys, open_sealed,
+)
+from .protocol import (
+    FRAME_LENGTH_BYTES, HEADER_SIZE, MAGIC, SEQ_BYTES, SIZE_FIELD_BYTES, TAG_SIZE, TOKEN_SIZE, Datagram, FrameReader,
+    Message, Payload, ProtocolError, State, decode_message, decode_payload,
+)
+
+__all__ = ["Explanation", "Field", "LiveLog", "PacketEvent", "Trace", "explain", "record", "render_line"]
+
+log = logging.getLogger("tcrp_lab.trace")
+
+DEFAULT_LIMIT = 10_000       #: events a Trace keeps (the oldest go first)
+MAX_DUMP = 512               #: bytes of a packet the hex dump shows before "… N more bytes"
+MAX_VALUE = 240              #: characters of a decoded value shown in a field table
+NARROW = 100                 #: consoles narrower than this get log lines without the peer column
+TRY_SEQS = 64                #: explain(raw frame, keys=...) without seq tries seq 0..TRY_SEQS-1
+RSA_BLOB = RSA_BITS // 8     #: the ClientKeyExchange body: one RSA-OAEP block of the 2048-bit key
+HANDSHAKE = ("ServerHello", "ClientKeyExchange")
+
+KIND_STYLES = {
+    "ServerHello": "magenta", "ClientKeyExchange": "magenta", "request": "yellow", "response": "green",
+    "complete": "bold green", "rejected": "bold red", "hello": "cyan", "welcome": "cyan", "chat": "bold blue",
+    "ack": "blue", "system": "bright_cyan", "resend": "yellow", "ping": "dim", "pong": "dim", "leave": "cyan",
+    "room_closed": "red", "kicked": "red",
+}
+
+
+# --- events ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, repr=False)
+class PacketEvent(JupyterMixin):
+    """One frame or datagram as one side saw it. ``raw`` is the bytes on the wire (a TCP frame with
+    its 4-byte length). ``message`` is the decoded protocol object, ``plaintext`` the bytes inside
+    the encryption, ``keys`` the session keys (ClientKeyExchange only, when known), ``error`` why
+    a ``rejected`` packet was dropped. Displays as :func:`explain` of itself."""
+
+    time: float
+    side: str                      # "server" | "client"
+    direction: str                 # "in" | "out", from that side's point of view
+    transport: str                 # "tcp" | "udp"
+    peer: tuple | None
+    kind: str
+    raw: bytes
+    session: str | None = None     # "tcp HOST:PORT" of the client end, or the token in hex
+    message: Any = None
+    plaintext: bytes | None = None
+    seq: int | None = None
+    error: str | None = None
+    keys: SessionKeys | None = None
+    user: str | None = None
+    hello: ServerHello | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.raw)
+
+    @property
+    def flow(self) -> str:
+        """``c2s`` (client to server) or ``s2c``, whichever side traced it."""
+        return "c2s" if (self.side == "client") == (self.direction == "out") else "s2c"
+
+    def __rich__(self) -> Explanation:
+        return explain(self)
+
+    def __repr__(self) -> str:
+        return (f"PacketEvent({self.side} {self.direction} {self.transport} {self.kind}, {self.size} bytes, "
+                f"session={self.session!r})")
+
+
+_EVENT_FIELDS = {f.name for f in _dataclass_fields(PacketEvent)}
+
+
+def _tolerant_event(fields: dict[str, Any]) -> PacketEvent:
+    """An event from incomplete or unknown fields (a newer shell, a profile of its own): never raise."""
+    known = {k: v for k, v in fields.items() if k in _EVENT_FIELDS}
+    known.setdefault("time", _time.time())
+    for name, default in (("side", "?"), ("direction", "?"), ("transport", "?"), ("peer", None), ("kind", "?")):
+        known.setdefault(name, default)
+    raw = known.get("raw")
+    known["raw"] = bytes(raw) if isinstance(raw, (bytes, bytearray, memoryview)) else b""
+    return PacketEvent(**known)
+
+
+class Trace(JupyterMixin):
+    """A recording of packet events. Pass it as ``trace=`` to a server or client; it is thread-safe.
+
+    Recording is cheap (one small object per packet, no rendering); the last ``limit`` events are
+    kept. ``subscribe(fn)`` calls ``fn(event)`` in the sending or receiving thread for each new one.
+    Printing a Trace gives the compact log; :meth:`summary` a table per session.
+
+    A Trace is always true, even when empty, because the shells test ``if trace:``; count its
+    events with ``len(trace)``.
+    """
+
+    def __init__(self, events: Iterable[PacketEvent] = (), *, limit: int = DEFAULT_LIMIT):
+        if not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be a positive number of events, not {limit!r}")
+        self.limit = limit
+        self._events: collections.deque[PacketEvent] = collections.deque(events, maxlen=limit)
+        self._subscribers: tuple[Callable[[PacketEvent], None], ...] = ()
+        self._lock = threading.Lock()
+        self.total = len(self._events)   #: events ever recorded, including those no longer kept
+
+    def __call__(self, **fields: Any) -> None:
+        """What the shells call. Never raises: a trace observes, it must not break the chat."""
+        try:
+            event = PacketEvent(time=_time.time(), **fields)
+        except TypeError:
+            event = _tolerant_event(fields)
+        self.add(event)
+
+    def add(self, event: PacketEvent) -> None:
+        with self._lock:
+            self._events.append(event)
+            self.total += 1
+        for fn in self._subscribers:
+            try:
+                fn(event)
+            except Exception:
+                log.exception("a trace subscriber raised on %r", event)
+
+    def subscribe(self, fn: Callable[[PacketEvent], None]) -> Callable[[], None]:
+        """Call ``fn(event)`` for every new event; returns a function that unsubscribes it."""
+        if not callable(fn):
+            raise TypeError(f"subscribe() needs a callable taking a PacketEvent, not {fn!r}")
+        with self._lock:
+            self._subscribers += (fn,)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._subscribers = tuple(s for s in self._subscribers if s is not fn)
+
+        return unsubscribe
+
+    @property
+    def events(self) -> list[PacketEvent]:
+        with self._lock:
+            return list(self._events)
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def __bool__(self) -> bool:
+        return True   # the shells test ``if trace:``; an empty Trace must still record
+
+    def __iter__(self) -> Iterator[PacketEvent]:
+        return iter(self.events)
+
+    def __getitem__(self, index: int) -> PacketEvent:
+        return self.events[index]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._events.clear()
+
+    def filter(self, *, side: str | Sequence[str] | None = None, direction: str | Sequence[str] | None = None,
+               transport: str | Sequence[str] | None = None, kind: str | Sequence[str] | None = None,
+               session: str | Sequence[str] | None = None, user: str | Sequence[str] | None = None,
+               where: Callable[[PacketEvent], bool] | None = None) -> Trace:
+        """A new Trace of the events matching every given criterion (a value or a list of values)."""
+        wanted = {name: {value} if isinstance(value, str) else set(value)
+                  for name, value in (("side", side), ("direction", direction), ("transport", transport),
+                                      ("kind", kind), ("session", session), ("user", user)) if value is not None}
+        return Trace((e for e in self.events
+                      if all(getattr(e, name) in values for name, values in wanted.items())
+                      and (where is None or where(e))), limit=self.limit)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        events = self.events
+        if not events:
+            yield Text("(no packets traced yet)", style="dim")
+        for event in events:
+            yield render_line(event, options.max_width)
+
+    def summary(self) -> Table:
+        """A table with a row per session and side: packets, bytes in/out, kinds, rejected."""
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        for e in self.events:
+            row = rows.setdefault((e.session or "—", e.side), {
+                "users": set(), "packets": 0, "in": 0, "out": 0, "kinds": collections.Counter(), "rejected": 0})
+            row["packets"] += 1
+            row["in" if e.direction == "in" else "out"] += e.size
+            row["kinds"][e.kind] += 1
+            row["rejected"] += e.kind == "rejected"
+            user = e.user or (e.message.payload.get("username") if isinstance(e.message, Message) else None)
+            if isinstance(user, str):
+                row["users"].add(user)
+        table = Table(title=f"{len(self)} packets in {len({s for s, _ in rows})} sessions", box=box.SIMPLE_HEAD)
+        for name in ("session", "side", "user", "packets", "bytes in", "bytes out"):
+            table.add_column(name, no_wrap=True, justify="left" if name in ("session", "side", "user") else "right")
+        table.add_column("kinds", overflow="fold", ratio=1)
+        table.add_column("rejected", no_wrap=True, justify="right")
+        for (session, side), row in rows.items():
+            kinds = ", ".join(kind if n == 1 else f"{kind}×{n}" for kind, n in row["kinds"].items())
+            rejected = Text(str(row["rejected"]), style="bold red" if row["rejected"] else "")
+            cells = (session, side, ", ".join(sorted(row["users"])), str(row["packets"]), str(row["in"]),
+                     str(row["out"]), kinds)
+            table.add_row(*(Text(cell) for cell in cells), rejected)  # Text: names are never read as markup
+        return table
+
+    # --- JSON lines ----------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Write the events as JSON lines (bytes as hex). The file holds keys and plaintexts."""
+        path = Path(path)
+        with path.open("w", encoding="utf-8") as f:
+            for event in self.events:
+                f.write(json.dumps(_to_json(event), separators=(",", ":")) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, *, limit: int = DEFAULT_LIMIT) -> Trace:
+        """Read a file written by :meth:`save`; decoded messages are rebuilt from the saved bytes."""
+        events = []
+        with Path(path).open(encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    events.append(_from_json(json.loads(line)))
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise ValueError(f"{path}:{number} is not a saved trace event ({exc})") from None
+        return cls(events, limit=max(limit, len(events)))
+
+    def __repr__(self) -> str:
+        return f"Trace({len(self)} packets)"
+
+
+def _to_json(e: PacketEvent) -> dict[str, Any]:
+    return {
+        "time": e.time, "side": e.side, "direction": e.direction, "transport": e.transport,
+        "peer": list(e.peer) if e.peer is not None else None, "kind": e.kind, "raw": e.raw.hex(),
+        "session": e.session, "plaintext": e.plaintext.hex() if e.plaintext is not None else None,
+        "seq": e.seq, "error": e.error, "user": e.user, "keys": e.keys.hex() if e.keys else None,
+        "hello": e.hello.body.hex() if e.hello else None,
+    }
+
+
+def _from_json(obj: dict[str, Any]) -> PacketEvent:
+    raw = bytes.fromhex(obj["raw"])
+    plaintext = bytes.fromhex(obj["plaintext"]) if obj.get("plaintext") is not None else None
+    keys = SessionKeys(**{k: bytes.fromhex(v) for k, v in obj["keys"].items()}) if obj.get("keys") else None
+    hello = ServerHello.decode(bytes.fromhex(obj["hello"])) if obj.get("hello") else None
+    event = PacketEvent(time=float(obj["time"]), side=obj["side"], direction=obj["direction"],
+                        transport=obj["transport"], peer=tuple(obj["peer"]) if obj.get("peer") else None,
+                        kind=obj["kind"], raw=raw, session=obj.get("session"), plaintext=plaintext,
+                        seq=obj.get("seq"), error=obj.get("error"), keys=keys, user=obj.get("user"), hello=hello)
+    return _with_message(event)
+
+
+def _with_message(event: PacketEvent) -> PacketEvent:
+    """Rebuild ``message`` from the saved bytes, as the shell decoded it (None if it does not decode)."""
+    message: Any = None
+    try:
+        if event.kind == "ServerHello":
+            message = ServerHello.decode(event.raw[FRAME_LENGTH_BYTES:])
+        elif event.plaintext is not None and event.transport == "tcp":
+            message = decode_message(event.plaintext)
+        elif event.plaintext is not None and event.transport == "udp":
+            message = decode_payload(event.plaintext, from_server=event.flow == "s2c")
+    except ProtocolError:
+        pass
+    return PacketEvent(**{**{f: getattr(event, f) for f in _EVENT_FIELDS}, "message": message})
+
+
+# --- the compact log -------------------------------------------------------------------------
+
+def _peer(peer: object) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer) if peer is not None else "?"
+
+
+def _detail(e: PacketEvent) -> Text:
+    """The few facts a reader wants first, per kind (the rest is for explain)."""
+    if e.kind == "rejected":
+        return Text(f"REJECTED {e.error or ''}", style="bold red")
+    if e.kind == "ServerHello":
+        hello = e.message if isinstance(e.message, ServerHello) else None
+        if hello is None:
+            return Text("not a TCRP/2 ServerHello", style="red")
+        return Text(f"v{hello.version} nonce {hello.nonce.hex()[:12]}… key {hello.fingerprint[:16]}…")
+    if e.kind == "ClientKeyExchange":
+        blob = len(e.raw) - FRAME_LENGTH_BYTES
+        return Text(f"RSA-OAEP {blob} B, " + ("session keys derived" if e.keys else "keys not known here"))
+    head = f"#{e.seq} " if e.seq is not None else ""
+    message = e.message
+    if isinstance(message, Message):
+        p = message.payload
+        if message.state is State.COMPLETE and "token" in p:
+            return Text(f"{head}token {p['token']} for {p.get('username')}")
+        values = " ".join(f"{k}={v!r}" for k, v in p.items())
+        return Text(f"{head}{message.operation.name} {message.room!r} {values}".rstrip())
+    if isinstance(message, Payload):
+        seq = _datagram_seq(e.raw)
+        values = " ".join(f"{k}={v!r}" for k, v in message.to_json().items() if k not in ("type", "ts"))
+        return Text(f"#{seq if seq is not None else '?'} {e.user or ''}  {values}".rstrip())
+    if e.plaintext is not None:
+        return Text(head + e.plaintext.decode("utf-8", "replace"))
+    return Text(head.strip())
+
+
+def _datagram_seq(raw: bytes) -> int | None:
+    try:
+        return Datagram.decode(raw).seq
+    except ProtocolError:
+        return None
+
+
+def render_line(event: PacketEvent, width: int | None = None) -> Text:
+    """One packet as one line: time, side, arrow, transport, peer, kind, size, the key facts.
+
+    The arrow is seen from the tracing side: ``server ← peer`` received, ``client → peer`` sent.
+    Given a ``width`` under 100 columns the peer column is left out to leave room for the facts;
+    a line longer than the console wraps rather than losing them.
+    """
+    clock = _time.strftime("%H:%M:%S", _time.localtime(event.time)) + f".{int(event.time * 1000) % 1000:03d}"
+    arrow = "→" if event.direction == "out" else "←"
+    narrow = width is not None and width < NARROW
+    line = Text(overflow="fold")
+    line.append(f"{clock} ", style="dim")
+    line.append(f"{event.side:<6} {arrow} ", style="bold" if event.side == "server" else "")
+    line.append(f"{event.transport} " if narrow else f"{event.transport} {_peer(event.peer):<15} ", style="dim")
+    line.append(f"{event.kind:<11} " if narrow else f"{event.kind:<17} ", style=KIND_STYLES.get(event.kind, "white"))
+    line.append(f"{event.size:>5} B ")
+    line.append_text(_detail(event))
+    return line
+
+
+class LiveLog(Trace):
+    """A Trace that also prints each packet's line to a rich Console as it passes.
+
+    ``ChatServer(trace=LiveLog(console))`` is what ``python -m tcrp_lab.server --trace`` runs.
+    """
+
+    def __init__(self, console: Console | None = None, *, limit: int = DEFAULT_LIMIT):
+        super().__init__(limit=limit)
+        self.console = console or Console()
+        self.subscribe(lambda event: self.console.print(render_line(event, self.console.width)))
+
+
+# --- recording around a block ----------------------------------------------------------------
+
+class _Tee:
+    """Call the trace that was there before, then the recording one (so when the recording has an
+    event, the previous trace has it too)."""
+
+    def __init__(self, previous: Callable[..., None], trace: Trace):
+        self.previous, self.trace = previous, trace
+
+    def __call__(self, **fields: Any) -> None:
+        try:
+            self.previous(**fields)
+        except Exception:
+            log.exception("the previous trace callable raised")
+        self.trace(**fields)
+
+
+@contextlib.contextmanager
+def record(*endpoints: Any, limit: int = DEFAULT_LIMIT) -> Iterator[Trace]:
+    """Trace the given ChatServer / ChatClient objects for the duration of a ``with`` block.
+
+    Any trace they already had keeps receiving events too, and is put back on exit. A server
+    connection already in progress keeps the trace it started with. Clients being made inside the
+    block can take the trace directly: ``ChatClient.join_room(..., trace=t)``.
+    """
+    for endpoint in endpoints:
+        if not hasattr(endpoint, "trace"):
+            raise TypeError(f"record() takes ChatServer or ChatClient objects (anything with a .trace "
+                            f"attribute), not {type(endpoint).__name__}")
+    trace = Trace(limit=limit)
+    previous = [endpoint.trace for endpoint in endpoints]
+    try:
+        for endpoint, old in zip(endpoints, previous):
+            endpoint.trace = _Tee(old, trace) if old else trace
+        yield trace
+    finally:
+        for endpoint, old in zip(endpoints, previous):
+            endpoint.trace = old
+
+
+# --- explain: one packet, byte by byte ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class Field:
+    """One named span of a packet: bytes ``start``..``end`` (inclusive), the decoded value, a colour.
+
+    ``start`` None marks something a reader needs that is not on the wire (an implicit sequence
+    number, a fingerprint, derived keys); ``where`` then says what it is. ``overlay`` fields (the
+    AAD) are drawn over the others instead of colouring bytes of their own.
+    """
+
+    name: str
+    start: int | None
+    end: int | None
+    value: str
+    style: str = ""
+    where: str = ""
+    overlay: bool = False
+
+    @property
+    def span(self) -> str:
+        if self.start is None or self.end is None:
+            return self.where
+        if self.end < self.start:
+            return f"{self.start} (0 B)"
+        return f"{self.start}–{self.end}"
+
+
+def _layout(start: int, parts: Sequence[tuple[str, int, str, str]]) -> list[Field]:
+    """Consecutive fields from (name, size, value, style), as the spec lists them."""
+    fields, at = [], start
+    for name, size, value, style in parts:
+        fields.append(Field(name, at, at + size - 1, value, style))
+        at += size
+    return fields
+
+
+def _short(data: bytes, keep: int = 16) -> str:
+    shown = data[:keep].hex(" ")
+    return f"{shown} … ({len(data)} bytes)" if len(data) > keep else shown
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_VALUE else text[:MAX_VALUE] + f"… ({len(text)} characters)"
+
+
+class Explanation(JupyterMixin):
+    """A packet laid out: a title, a hex dump coloured by field, the field table, a verdict, and
+    sections for what is inside (a decrypted message, a datagram's plaintext).
+
+    ``rejected`` / ``partial`` tell a program what the reader is told; ``fields`` and ``sections``
+    hold the layout.
+    """
+
+    def __init__(self, title: str, data: bytes, fields: Sequence[Field] = (), *, verdict: str = "",
+                 verdict_style: str = "green", rejected: bool = False, partial: bool = False,
+                 notes: Sequence[str] = (), sections: Sequence[Explanation] = (), max_bytes: int = MAX_DUMP):
+        self.title, self.data, self.fields = title, data, list(fields)
+        self.verdict, self.verdict_style = verdict, verdict_style
+        self.rejected, self.partial = rejected, partial
+        self.notes, self.sections, self.max_bytes = list(notes), list(sections), max_bytes
+
+    def field(self, name: str) -> Field:
+        """The field called ``name`` here or in a section (KeyError if there is none)."""
+        for f in self.fields:
+            if f.name == name:
+                return f
+        for section in self.sections:
+            with contextlib.suppress(KeyError):
+                return section.field(name)
+        raise KeyError(name)
+
+    def _byte_styles(self) -> list[str]:
+        styles = [""] * min(len(self.data), self.max_bytes)
+        for f in sorted(self.fields, key=lambda f: f.overlay):
+            if f.start is None or f.end is None:
+                continue
+            for i in range(f.start, min(f.end + 1, len(styles))):
+                styles[i] = f"{styles[i]} {f.style}".strip() if f.overlay else f.style
+        return styles
+
+    def hexdump(self) -> Text:
+        """16 bytes a line: decimal offset, hex, ASCII; each byte in its field's colour."""
+        styles = self._byte_styles()
+        out = Text(no_wrap=True)
+        for row in range(0, len(styles), 16):
+            out.append(f"{row:>5}  ", style="dim")
+            chars = Text()
+            for i in range(row, min(row + 16, len(styles))):
+                byte = self.data[i]
+                out.append(f"{byte:02x}", style=styles[i])
+                out.append("  " if i % 16 == 7 else " ")
+                chars.append(chr(byte) if 32 <= byte < 127 else ".", style=styles[i])
+            n = min(16, len(styles) - row)
+            out.append(" " * (16 * 3 + 1 - n * 3 - (n > 8) + 1))
+            out.append_text(chars)
+            out.append("\n")
+        if len(self.data) > len(styles):
+            out.append(f"       … {len(self.data) - len(styles)} more bytes not shown\n", style="dim")
+        out.rstrip()
+        return out
+
+    def table(self) -> Table:
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        table.add_column("bytes", no_wrap=True, justify="right")
+        table.add_column("field", no_wrap=True)
+        table.add_column("value", overflow="fold")
+        for f in self.fields:
+            table.add_row(Text(f.span), Text(f.name, style=f.style), Text(f.value))  # Text: no markup in values
+        return table
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield Text(self.title, style="bold")
+        if self.data:
+            yield self.hexdump()
+        if self.fields:
+            yield self.table()
+        for note in self.notes:
+            yield Text(note, style="dim")
+        if self.verdict:
+            yield Text(self.verdict, style=self.verdict_style)
+        for section in self.sections:
+            yield Padding(Group(Text(""), section), (0, 0, 0, 4))
+
+
+def _rejected(title: str, data: bytes, reason: str, fields: Sequence[Field] = (), **kw: Any) -> Explanation:
+    return Explanation(title, data, fields, verdict=f"REJECTED: {reason}", verdict_style="bold red",
+                       rejected=True, **kw)
+
+
+# --- the layouts, one per packet kind (TCRP.md §2-§4) -------------------------------------------
+
+def _frame_length(body_size: int) -> list[Field]:
+    return _layout(0, [("length", FRAME_LENGTH_BYTES, f"{body_size} (u32 big-endian: the body bytes that follow)",
+                        "bright_black")])
+
+
+def _server_hello_fields(hello: ServerHello, at: int) -> list[Field]:
+    from Crypto.PublicKey import RSA
+
+    try:
+        bits = f"RSA-{RSA.import_key(hello.public_der).size_in_bits()} public key"
+    except (ValueError, IndexError, TypeError):
+        bits = "not a valid RSA key"
+    return _layout(at, [
+        ("magic", len(MAGIC), repr(MAGIC.decode("ascii")), "bold magenta"),
+        ("version", 1, str(hello.version), "cyan"),
+        ("server_nonce", NONCE_SIZE, hello.nonce.hex(), "yellow"),
+        ("public key DER", len(hello.public_der), f"{bits} (SubjectPublicKeyInfo, {len(hello.public_der)} bytes)",
+         "green"),
+    ]) + [Field("fingerprint", None, None, hello.fingerprint, "green", where="SHA-256(DER)")]
+
+
+def _key_fields(keys: SessionKeys | None, hello: ServerHello | None) -> list[Field]:
+    fields = []
+    if hello is not None:
+        fields.append(Field("HKDF salt", None, None, f"server_nonce {hello.nonce.hex()}", "yellow", where="derived"))
+        fields.append(Field("HKDF info", None, None, f"{HKDF_INFO.decode()!r} | SHA-256(ServerHello | this blob)",
+                            "yellow", where="derived"))
+    if keys is not None:
+        fields += [Field(name, None, None, value, "bold cyan", where="derived") for name, value in keys.hex().items()]
+    return fields
+
+
+def _sealed_fields(at: int, sealed: bytes) -> list[Field]:
+    """``ciphertext | tag``: OCB's ciphertext is as long as the plaintext."""
+    return _layout(at, [("ciphertext", len(sealed) - TAG_SIZE, _short(sealed[:-TAG_SIZE]), "blue"),
+                        ("tag", TAG_SIZE, sealed[-TAG_SIZE:].hex(), "red")])
+
+
+def _message_section(plaintext: bytes, title: str, max_bytes: int) -> Explanation:
+    """A message (TCRP.md §3): the 32-byte header, the room name, the JSON payload."""
+    try:
+        message = decode_message(plaintext)
+    except ProtocolError as exc:
+        return _rejected(title, plaintext, exc.reason, max_bytes=max_bytes)
+    room = message.room.encode("utf-8")
+    payload = plaintext[HEADER_SIZE + len(room):]
+    fields = _layout(0, [
+        ("RoomNameSize", 1, str(len(room)), "cyan"),
+        ("Operation", 1, f"{int(message.operation)} ({message.operation.name})", "magenta"),
+        ("State", 1, f"{int(message.state)} ({message.state.name})", "yellow"),
+        ("OperationPayloadSize", SIZE_FIELD_BYTES, str(len(payload)), "green"),
+        ("room", len(room), repr(message.room), "bold cyan"),
+        ("payload", len(payload), _clip(payload.decode("utf-8")), "bold green"),
+    ])
+    return Explanation(title, plaintext, fields, max_bytes=max_bytes,
+                       notes=[f"header: bytes 0–{HEADER_SIZE - 1} (3 one-byte fields and a {SIZE_FIELD_BYTES}-byte "
+                              "big-endian size)"])
+
+
+def _payload_section(plaintext: bytes, from_server: bool, title: str, max_bytes: int) -> Explanation:
+    """A datagram's sealed JSON (TCRP.md §4): the text, then each decoded field."""
+    text = plaintext.decode("utf-8", "replace")
+    fields = [Field("JSON", 0, len(plaintext) - 1, _clip(text), "bold green")]
+    try:
+        payload = decode_payload(plaintext, from_server=from_server)
+    except ProtocolError as exc:
+        return _rejected(title, plaintext, exc.reason, fields, max_bytes=max_bytes)
+    for name, value in payload.to_json().items():
+        fields.append(Field(name, None, None, _clip(repr(value)), "green", where="json"))
+    return Explanation(title, plaintext, fields, max_bytes=max_bytes,
+                       notes=[f"{'server → client' if from_server else 'client → server'} "
+                              f"{type(payload).__name__}"])
+
+
+# --- explain ---------------------------------------------------------------------------------------
+
+_FLOWS = {"c2s": "client → server", "s2c": "server → client"}
+_RAW_KINDS = ("frame", "message", "datagram", "payload", "ServerHello", "ClientKeyExchange")
+
+
+def explain(packet: PacketEvent | bytes | bytearray | memoryview, *, kind: str | None = None,
+            keys: SessionKeys | bytes | None = None, direction: str | None = None, seq: int | None = None,
+            max_bytes: int = MAX_DUMP) -> Explanation:
+    """Lay out one packet byte by byte: a hex dump coloured by field, each field named with its
+    byte range and decoded value, and the plaintext explained too where it is known.
+
+    ``packet`` is a :class:`PacketEvent` (the side's own keys and plaintext are used), or raw bytes;
+    then ``kind`` says what they are — ``"frame"`` (an encrypted TCP frame with its length),
+    ``"ServerHello"``, ``"ClientKeyExchange"``, ``"message"`` (a message plaintext),
+    ``"datagram"`` or ``"payload"`` (a datagram's plaintext JSON) — or is guessed from the bytes.
+    With ``keys`` (SessionKeys, or one 32-byte key) a frame or datagram is opened: ``direction``
+    (``"c2s"``/``"s2c"``) picks the key, ``seq`` a frame's implicit sequence number; left out,
+    each is found by trying (seq 0–63). A packet that does not authenticate shows as REJECTED
+    with the reason; a frame with fewer bytes than its length says shows how many are missing.
+    """
+    if direction is not None and direction not in _FLOWS:
+        raise ValueError(f"direction must be 'c2s' (client to server) or 's2c' (server to client), not {direction!r}")
+    if isinstance(packet, PacketEvent):
+        return _explain_event(packet, keys=keys, max_bytes=max_bytes)
+    if not isinstance(packet, (bytes, bytearray, memoryview)):
+        raise TypeError(f"explain() takes a PacketEvent or bytes, not {type(packet).__name__}")
+    data = bytes(packet)
+    guessed = kind is None
+    if kind is None:
+        kind = _guess_kind(data)
+    elif kind not in _RAW_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(_RAW_KINDS)}, not {kind!r}")
+    note = [f"kind guessed from the bytes: {kind} (pass kind=... to say)"] if guessed else []
+    flows = (direction,) if direction else ("c2s", "s2c")
+    if kind == "message":
+        result = _message_section(data, f"message · {len(data)} bytes", max_bytes)
+    elif kind == "payload":
+        result = _payload_section(data, direction == "s2c", f"datagram payload · {len(data)} bytes", max_bytes)
+    elif kind == "datagram":
+        result = _explain_datagram(data, None, _datagram_keys(keys, flows), max_bytes)
+    else:
+        frame_keys = _frame_keys(keys, flows, seq) if kind == "frame" else []
+        result = _explain_frame(data, kind, None, frame_keys, max_bytes)
+    result.notes[:0] = note
+    return result
+
+
+def _guess_kind(data: bytes) -> str:
+    with contextlib.suppress(ProtocolError):
+        decode_message(data)
+        return "message"
+    with contextlib.suppress(ProtocolError):
+        Datagram.decode(data)
+        return "datagram"
+    if data[:1] in (b"{", b"["):
+        return "payload"
+    if data[:1] != b"\0" and data[1:2] == bytes([TOKEN_SIZE]):
+        return "datagram"   # a frame's length is at most MAX_FRAME, so a frame starts with a zero byte
+    if data[FRAME_LENGTH_BYTES : FRAME_LENGTH_BYTES + len(MAGIC)] == MAGIC:
+        return "ServerHello"
+    if len(data) == FRAME_LENGTH_BYTES + RSA_BLOB and int.from_bytes(data[:FRAME_LENGTH_BYTES], "big") == RSA_BLOB:
+        return "ClientKeyExchange"
+    return "frame"
+
+
+def _as_key(keys: SessionKeys | bytes | None, name: str) -> bytes | None:
+    if keys is None:
+        return None
+    if isinstance(keys, SessionKeys):
+        return getattr(keys, name)
+    if isinstance(keys, (bytes, bytearray)) and len(keys) == 32:
+        return bytes(keys)
+    raise TypeError("keys must be SessionKeys or one 32-byte key")
+
+
+def _datagram_keys(keys: SessionKeys | bytes | None, flows: Sequence[str]) -> list[tuple[str, bytes, str]]:
+    """(description, key, flow) to try; one key in bytes is tried for the first flow given."""
+    out = []
+    for flow in flows if isinstance(keys, SessionKeys) else flows[:1]:
+        key = _as_key(keys, f"udp_{flow}")
+        if key is not None:
+            out.append((f"udp_{flow}" if isinstance(keys, SessionKeys) else "the given key", key, flow))
+    return out
+
+
+def _frame_keys(keys: SessionKeys | bytes | None, flows: Sequence[str],
+                seq: int | None) -> list[tuple[str, bytes, int]]:
+    seqs = [seq] if seq is not None else list(range(TRY_SEQS))
+    out = []
+    for flow in flows if isinstance(keys, SessionKeys) else flows[:1]:
+        key = _as_key(keys, f"tcp_{flow}")
+        if key is not None:
+            name = f"tcp_{flow}" if isinstance(keys, SessionKeys) else "the given key"
+            out += [(name, key, s) for s in seqs]
+    return out
+
+
+def _explain_event(e: PacketEvent, keys: SessionKeys | bytes | None, max_bytes: int) -> Explanation:
+    if e.transport == "udp":
+        extra = _datagram_keys(keys, (e.flow,)) if keys is not None else []
+        return _explain_datagram(e.raw, e, extra, max_bytes)
+    kind = e.kind if e.kind in HANDSHAKE else "frame"
+    extra_keys = _frame_keys(keys, (e.flow,), e.seq) if keys is not None and kind == "frame" else []
+    return _explain_frame(e.raw, kind, e, extra_keys, max_bytes)
+
+
+def _title(kind: str, flow: str | None, transport: str, size: int, e: PacketEvent | None) -> str:
+    parts = [kind]
+    if flow:
+        parts.append(_FLOWS[flow])
+    parts += [transport, f"{size} bytes"]
+    if e is not None:
+        parts.append(f"traced by the {e.side}" + (f" ({e.user})" if e.user else ""))
+    return " · ".join(parts)
+
+
+def _explain_frame(raw: bytes, kind: str, e: PacketEvent | None, keys: list[tuple[str, bytes, int]],
+                   max_bytes: int) -> Explanation:
+    """A TCP frame (TCRP.md §2): ``length u32 | body``, the body by kind."""
+    flow = e.flow if e else {"ServerHello": "s2c", "ClientKeyExchange": "c2s"}.get(kind)
+    shown_kind = e.kind if e else kind
+    title = _title(shown_kind, flow, "tcp", len(raw), e)
+    reader = FrameReader()
+    try:
+        bodies = reader.feed(raw)
+    except ProtocolError as exc:
+        return _rejected(title, raw, exc.reason, max_bytes=max_bytes)
+    if not bodies:
+        return _partial_frame(title, raw, max_bytes)
+    body = bodies[0]
+    fields = _frame_length(len(body))
+    notes = []
+    end = FRAME_LENGTH_BYTES + len(body)
+    if len(raw) > end:
+        notes.append(f"{len(raw) - end} bytes after this frame belong to the next one")
+    if kind == "ServerHello":
+        try:
+            hello = ServerHello.decode(body)
+        except ProtocolError as exc:
+            return _rejected(title, raw, exc.reason, fields, max_bytes=max_bytes)
+        fields += _server_hello_fields(hello, FRAME_LENGTH_BYTES)
+        return Explanation(title, raw, fields, notes=notes, max_bytes=max_bytes,
+                           verdict="the client checks this fingerprint against the one it pinned (if any)",
+                           verdict_style="dim green")
+    if kind == "ClientKeyExchange":
+        fields += _layout(FRAME_LENGTH_BYTES, [("RSA-OAEP(premaster)", len(body),
+                                               f"{len(body)}-byte block: {PREMASTER_SIZE} random bytes encrypted to "
+                                               "the server key (OAEP, SHA-256)", "magenta")])
+        known = e.keys if e else None
+        fields += _key_fields(known, e.hello if e else None)
+        if e is not None and e.kind == "ClientKeyExchange" and known is None and e.side == "server":
+            return _rejected(title, raw, "does not decrypt with the server key", fields, notes=notes,
+                             max_bytes=max_bytes)
+        verdict = ("HKDF-SHA-256 turned the premaster into the four session keys above" if known else
+                   "the session keys are not known here: only the two ends can recover the premaster")
+        return Explanation(title, raw, fields, verdict=verdict, verdict_style="green" if known else "dim",
+                           notes=notes, max_bytes=max_bytes)
+    return _encrypted_frame(raw, body, fields, title, e, keys, notes, max_bytes)
+
+
+def _partial_frame(title: str, raw: bytes, max_bytes: int) -> Explanation:
+    if len(raw) < FRAME_LENGTH_BYTES:
+        return Explanation(title, raw, _layout(0, [("length (partial)", len(raw), "incomplete", "bright_black")]),
+                           verdict=f"PARTIAL: {FRAME_LENGTH_BYTES - len(raw)} of the {FRAME_LENGTH_BYTES} length "
+                                   "bytes are missing", verdict_style="bold yellow", partial=True, max_bytes=max_bytes)
+    length = int.from_bytes(raw[:FRAME_LENGTH_BYTES], "big")
+    have = len(raw) - FRAME_LENGTH_BYTES
+    fields = _frame_length(length) + _layout(FRAME_LENGTH_BYTES, [("body (partial)", have,
+                                                                    f"{have} of {length} bytes", "blue")])
+    return Explanation(title, raw, fields, partial=True, verdict_style="bold yellow", max_bytes=max_bytes,
+                       verdict=f"PARTIAL: the length says {length} body bytes, {have} arrived, "
+                               f"{length - have} missing — a reader must wait for more")
+
+
+def _encrypted_frame(raw: bytes, body: bytes, fields: list[Field], title: str, e: PacketEvent | None,
+                     keys: list[tuple[str, bytes, int]], notes: list[str], max_bytes: int) -> Explanation:
+    """``AES-256-OCB(key of the direction, nonce = 0000 | seq) | tag``; seq is counted, not sent."""
+    if len(body) < TAG_SIZE:
+        return _rejected(title, raw, f"a {len(body)}-byte body cannot hold the {TAG_SIZE}-byte tag", fields,
+                         max_bytes=max_bytes)
+    fields = fields + _sealed_fields(FRAME_LENGTH_BYTES, body)
+    plaintext, seq, how = (e.plaintext, e.seq, f"by the {e.side}") if e else (None, None, "")
+    if plaintext is None:
+        for name, key, candidate in keys:
+            try:
+                plaintext, seq, how = open_sealed(key, candidate, body), candidate, f"with {name}, seq {candidate}"
+                if e is None and name.startswith("tcp_"):
+                    title = _title("frame", name[4:], "tcp", len(raw), None)
+                break
+            except AuthenticationError:
+                continue
+    if seq is not None:
+        fields.append(Field("seq (implicit)", None, None, f"{seq}: not sent; each side counts its frames "
+                            f"(nonce = 00000000 | {seq:016x})", "yellow", where="implicit"))
+    sections = []
+    if plaintext is not None:
+        first = FRAME_LENGTH_BYTES
+        sections.append(_message_section(plaintext, f"decrypted message · {len(plaintext)} bytes · plaintext byte i "
+                                                    f"is ciphertext byte {first}+i of the frame", MAX_DUMP))
+    if e is not None and e.kind == "rejected":
+        return _rejected(title, raw, e.error or "dropped", fields, notes=notes, sections=sections, max_bytes=max_bytes)
+    if plaintext is None and keys:
+        return _rejected(title, raw, "the tag does not verify with the given key(s) and seq(s): tampered, forged, "
+                         "or not this key", fields, notes=notes, max_bytes=max_bytes)
+    if plaintext is None:
+        verdict, style = "encrypted: pass keys=... (and seq) to open it", "dim"
+    else:
+        verdict, style = f"tag verified, decrypted {how}", "green"
+    return Explanation(title, raw, fields, verdict=verdict, verdict_style=style, notes=notes, sections=sections,
+                       max_bytes=max_bytes)
+
+
+def _explain_datagram(raw: bytes, e: PacketEvent | None, keys: list[tuple[str, bytes, str]],
+                      max_bytes: int) -> Explanation:
+    """A datagram (TCRP.md §4): the clear header (the AAD), then ``ciphertext | tag``."""
+    flow = e.flow if e else (keys[0][2] if len(keys) == 1 else None)
+    title = _title(e.kind if e else "datagram", flow, "udp", len(raw), e)
+    try:
+        d = Datagram.decode(raw)
+    except ProtocolError as exc:
+        if e is not None and e.kind != "rejected":   # a profile of another shape: show what we can
+            sections = [_text_section(e.plaintext)] if e.plaintext is not None else []
+            return Explanation(title, raw, verdict=f"not a TCRP/2 datagram ({exc.reason})", verdict_style="yellow",
+                               sections=sections, max_bytes=max_bytes)
+        return _rejected(title, raw, e.error if e and e.error else exc.reason, max_bytes=max_bytes)
+    room = d.room.encode("utf-8")
+    fields = _layout(0, [
+        ("RoomNameSize", 1, str(len(room)), "cyan"),
+        ("TokenSize", 1, str(len(d.token)), "magenta"),
+        ("room", len(room), repr(d.room), "bold cyan"),
+        ("token", len(d.token), d.token.hex(), "bold magenta"),
+        ("seq", SEQ_BYTES, f"{d.seq} (the nonce is 00000000 | these 8 bytes)", "yellow"),
+    ]) + _sealed_fields(len(d.header), d.ciphertext + d.tag)
+    fields.append(Field("AAD", 0, len(d.header) - 1, "authenticated, not encrypted: change one bit and the tag "
+                        "fails", "underline", overlay=True))
+    plaintext, how = (e.plaintext, f"by the {e.side}") if e else (None, "")
+    from_server = flow == "s2c"
+    if plaintext is None:
+        for name, key, key_flow in keys:
+            try:
+                plaintext = open_sealed(key, d.seq, d.ciphertext + d.tag, d.header)
+                how, from_server = f"with {name}", key_flow == "s2c"
+                title = _title(e.kind if e else "datagram", key_flow, "udp", len(raw), e)
+                break
+            except AuthenticationError:
+                continue
+    sections = []
+    if plaintext is not None:
+        sections.append(_payload_section(plaintext, from_server, f"plaintext · {len(plaintext)} bytes", MAX_DUMP))
+    if e is not None and e.kind == "rejected":
+        return _rejected(title, raw, e.error or "dropped", fields, sections=sections, max_bytes=max_bytes)
+    if plaintext is None and keys:
+        return _rejected(title, raw, "the tag does not verify: the datagram was tampered with or forged, or the "
+                         "key is not this session's", fields, max_bytes=max_bytes)
+    if plaintext is None:
+        verdict, style = "sealed: pass keys=... to open it", "dim"
+    else:
+        verdict, style = f"tag verified over the AAD and ciphertext, decrypted {how}", "green"
+    if e is not None and e.direction == "out" and plaintext is not None:
+        verdict = f"sealed by the {e.side} with udp_{flow}"
+    return Explanation(title, raw, fields, verdict=verdict, verdict_style=style, sections=sections,
+                       max_bytes=max_bytes)
+
+
+def _text_section(plaintext: bytes) -> Explanation:
+    return Explanation(f"plaintext · {len(plaintext)} bytes", plaintext,
+                       [Field("text", 0, len(plaintext) - 1, _clip(plaintext.decode("utf-8", "replace")), "green")])

@@ -1,0 +1,546 @@
+"""Packet traces: what a reader sees for every packet kind, live and from the conformance vectors.
+
+Everything is rendered to ``Console(file=StringIO(), width=120, force_terminal=False)`` and the
+assertions are on the text a reader would see: field names, byte ranges, decoded values.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from tcrp_lab import ChatClient, ChatServer
+from tcrp_lab.crypto import ServerHello, ServerKey, SessionKeys
+from tcrp_lab.protocol import HEADER_SIZE, Chat, encode_frame
+from tcrp_lab.trace import LiveLog, PacketEvent, Trace, explain, record, render_line
+from tests.conftest import wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def render(renderable: object, width: int = 120) -> str:
+    console = Console(file=io.StringIO(), width=width, force_terminal=False)
+    console.print(renderable)
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def assert_row(text: str, span: str, name: str, value: str = "") -> None:
+    """A field-table row: byte range, field name, then (the start of) the decoded value."""
+    pattern = rf"^\s*{re.escape(span)}\s+{re.escape(name)}\s+{re.escape(value)}"
+    assert re.search(pattern, text, re.M), f"no row {span!r} {name!r} {value!r} in:\n{text}"
+
+
+@pytest.fixture(scope="module")
+def hs(vectors):
+    return vectors["handshake"]
+
+
+@pytest.fixture(scope="module")
+def keys(hs):
+    return SessionKeys(**{name: bytes.fromhex(value) for name, value in hs["keys"].items()})
+
+
+# --- explain: the vectors of tests/tcrp2.json ---------------------------------------------------
+
+
+def test_every_message_vector_is_explained_field_by_field(vectors):
+    for v in vectors["messages"]:
+        raw = bytes.fromhex(v["hex"])
+        room = len(v["room"].encode("utf-8"))
+        payload = len(raw) - HEADER_SIZE - room
+        text = render(explain(raw, kind="message"))
+        assert_row(text, "0–0", "RoomNameSize", str(room))
+        assert_row(text, "1–1", "Operation", f"{v['operation']} (")
+        assert_row(text, "2–2", "State", f"{v['state']} (")
+        assert_row(text, "3–31", "OperationPayloadSize", str(payload))
+        if room:
+            assert_row(text, f"32–{31 + room}", "room", repr(v["room"]))
+        else:
+            assert_row(text, "32 (0 B)", "room", "''")
+        assert_row(text, f"{32 + room}–{len(raw) - 1}", "payload", "{")
+        assert "REJECTED" not in text
+
+
+def test_the_operation_and_state_are_named(vectors):
+    complete = next(v for v in vectors["messages"] if v["note"] == "complete")
+    text = render(explain(bytes.fromhex(complete["hex"]), kind="message"))
+    assert_row(text, "1–1", "Operation", "1 (CREATE_ROOM)")
+    assert_row(text, "2–2", "State", "2 (COMPLETE)")
+    assert complete["payload"]["token"] in text
+
+
+def test_every_invalid_message_vector_is_shown_rejected_with_its_reason(vectors):
+    for v in vectors["invalid_messages"]:
+        result = explain(bytes.fromhex(v["hex"]), kind="message")
+        text = render(result)
+        assert result.rejected, v["note"]
+        assert re.search(r"REJECTED: \S", text), v["note"]
+
+
+def test_server_hello_vector(hs):
+    body = bytes.fromhex(hs["server_hello_body"])
+    text = render(explain(encode_frame(body), kind="ServerHello"))
+    assert text.startswith("ServerHello · server → client · tcp · ")
+    assert_row(text, "0–3", "length", str(len(body)))
+    assert_row(text, "4–7", "magic", "'TCRP'")
+    assert_row(text, "8–8", "version", "2")
+    assert_row(text, "9–24", "server_nonce", hs["server_nonce_hex"])
+    assert_row(text, f"25–{len(body) + 3}", "public key DER", "RSA-2048 public key")
+    assert_row(text, "SHA-256(DER)", "fingerprint", hs["fingerprint"])
+
+
+def test_client_key_exchange_vector_with_and_without_the_keys(hs, keys):
+    frame = encode_frame(bytes.fromhex(hs["client_key_exchange_body"]))
+    text = render(explain(frame, kind="ClientKeyExchange"))
+    assert_row(text, "0–3", "length", "256")
+    assert_row(text, "4–259", "RSA-OAEP(premaster)", "256-byte block")
+    assert "not known here" in text and "tcp_c2s" not in text
+
+    hello = ServerHello.decode(bytes.fromhex(hs["server_hello_body"]))
+    event = PacketEvent(time=0.0, side="client", direction="out", transport="tcp", peer=("127.0.0.1", 9001),
+                        kind="ClientKeyExchange", raw=frame, keys=keys, hello=hello)
+    text = render(explain(event))
+    assert_row(text, "4–259", "RSA-OAEP(premaster)")
+    assert_row(text, "derived", "HKDF salt", f"server_nonce {hs['server_nonce_hex']}")
+    for name, value in hs["keys"].items():
+        assert_row(text, "derived", name, value)
+
+
+def test_tcp_frame_vectors_are_opened_and_their_message_explained(vectors, keys):
+    for v in vectors["tcp_frames"]:
+        frame = bytes.fromhex(v["frame_hex"])
+        plaintext = bytes.fromhex(v["plaintext_hex"])
+        direction = v["key"].removeprefix("tcp_")
+        result = explain(frame, kind="frame", keys=keys, direction=direction, seq=v["seq"])
+        text = render(result)
+        assert not result.rejected
+        assert_row(text, "0–3", "length", str(len(frame) - 4))
+        assert_row(text, f"4–{len(frame) - 17}", "ciphertext")
+        assert_row(text, f"{len(frame) - 16}–{len(frame) - 1}", "tag", frame[-16:].hex())
+        assert_row(text, "implicit", "seq (implicit)", f"{v['seq']}: not sent")
+        assert f"decrypted with {v['key']}, seq {v['seq']}" in text
+        # the decrypted message, laid out in its own offsets
+        assert_row(text, "3–31", "OperationPayloadSize", str(len(plaintext) - HEADER_SIZE - 3))
+        assert_row(text, "32–34", "room", "'lab'")
+        assert result.sections[0].data == plaintext
+
+        # left out, the direction and the seq are found by trying
+        assert f"with {v['key']}, seq {v['seq']}" in render(explain(frame, keys=keys))
+
+
+def test_a_frame_opened_with_the_wrong_seq_is_rejected(vectors, keys):
+    v = vectors["tcp_frames"][0]
+    result = explain(bytes.fromhex(v["frame_hex"]), kind="frame", keys=keys, direction="c2s", seq=v["seq"] + 1)
+    assert result.rejected
+    assert "REJECTED: the tag does not verify" in render(result)
+
+
+def test_datagram_vectors_show_the_aad_and_the_plaintext(vectors, keys):
+    for v in vectors["datagrams"]:
+        raw = bytes.fromhex(v["datagram_hex"])
+        result = explain(raw, kind="datagram", keys=keys)
+        text = render(result)
+        assert not result.rejected
+        assert_row(text, "0–0", "RoomNameSize", "3")
+        assert_row(text, "1–1", "TokenSize", "16")
+        assert_row(text, "2–4", "room", "'lab'")
+        assert_row(text, "5–20", "token", v["token_hex"])
+        assert_row(text, "21–28", "seq", str(v["seq"]))
+        assert_row(text, f"29–{len(raw) - 17}", "ciphertext")
+        assert_row(text, f"{len(raw) - 16}–{len(raw) - 1}", "tag", raw[-16:].hex())
+        assert_row(text, "0–28", "AAD", "authenticated, not encrypted")
+        assert f"decrypted with {v['key']}" in text
+        assert_row(text, f"0–{len(v['plaintext']) - 1}", "JSON", v["plaintext"])
+        for key, value in json.loads(v["plaintext"]).items():
+            assert_row(text, "json", key, repr(value))
+
+
+def test_bad_datagram_vectors_are_shown_rejected(vectors, keys):
+    for v in vectors["bad_datagrams"]:
+        result = explain(bytes.fromhex(v["datagram_hex"]), kind="datagram", keys=keys, direction="c2s")
+        text = render(result)
+        assert result.rejected, v["note"]
+        assert "REJECTED: " in text, v["note"]
+        assert "plaintext ·" not in text, v["note"]   # nothing of a forgery is shown as if it were real
+    truncated = next(v for v in vectors["bad_datagrams"] if v["note"] == "truncated")
+    assert "truncated" in render(explain(bytes.fromhex(truncated["datagram_hex"]), kind="datagram"))
+
+
+def test_kinds_are_guessed_from_the_bytes(vectors, hs):
+    assert "kind guessed from the bytes: message" in render(explain(bytes.fromhex(vectors["messages"][0]["hex"])))
+    assert "guessed from the bytes: datagram" in render(explain(bytes.fromhex(vectors["datagrams"][0]["datagram_hex"])))
+    hello = encode_frame(bytes.fromhex(hs["server_hello_body"]))
+    assert render(explain(hello)).startswith("ServerHello")
+
+
+def test_a_partial_frame_says_how_many_bytes_are_missing(vectors):
+    frame = bytes.fromhex(vectors["tcp_frames"][0]["frame_hex"])
+    result = explain(frame[:30], kind="frame")
+    text = render(result)
+    assert result.partial and not result.rejected
+    assert_row(text, "0–3", "length", str(len(frame) - 4))
+    assert_row(text, "4–29", "body (partial)", f"26 of {len(frame) - 4} bytes")
+    assert f"PARTIAL: the length says {len(frame) - 4} body bytes, 26 arrived, {len(frame) - 30} missing" in text
+    assert "PARTIAL: 2 of the 4 length bytes are missing" in render(explain(frame[:2], kind="frame"))
+
+
+def test_a_frame_with_an_impossible_length_is_rejected():
+    text = render(explain(b"\x00\x00\x00\x00abc", kind="frame"))
+    assert "REJECTED: frame length 0 is outside 1-65536" in text
+
+
+def test_sealed_packets_without_keys_say_how_to_open_them(vectors):
+    text = render(explain(bytes.fromhex(vectors["datagrams"][0]["datagram_hex"]), kind="datagram"))
+    assert "sealed: pass keys=... to open it" in text
+    text = render(explain(bytes.fromhex(vectors["tcp_frames"][0]["frame_hex"]), kind="frame"))
+    assert "encrypted: pass keys=... (and seq) to open it" in text
+
+
+def test_bad_arguments_get_a_clear_message():
+    with pytest.raises(ValueError, match="direction must be 'c2s'"):
+        explain(b"x", direction="up")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        explain(b"x", kind="packet")
+    with pytest.raises(TypeError, match="PacketEvent or bytes"):
+        explain("00ff")
+
+
+def test_the_hex_dump_shows_offsets_bytes_and_ascii(vectors):
+    text = render(explain(bytes.fromhex(vectors["messages"][0]["hex"]), kind="message"))
+    assert re.search(r"^\s+32  6c 61 62 7b .* lab\{\"username\":\"$", text, re.M), text
+
+
+def test_a_long_packet_dump_is_cut_with_a_count(vectors):
+    raw = bytes.fromhex(vectors["messages"][5]["hex"])
+    text = render(explain(raw, kind="message", max_bytes=64))
+    assert f"… {len(raw) - 64} more bytes not shown" in text
+
+
+# --- a live session ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live():
+    """A server and two clients, each side traced separately; alice said hello and bob received it."""
+    server_trace, client_trace = Trace(), Trace()
+    server = ChatServer(tcp_port=0, udp_port=0, key=ServerKey.demo(), trace=server_trace).start()
+    try:
+        alice = ChatClient.create_room(server.address, "lab", "alice", "pw", trace=client_trace, timeout=5)
+        bob = ChatClient.join_room(server.address, "lab", "bob", "pw", fingerprint=server.fingerprint,
+                                   trace=client_trace, timeout=5)
+        alice.send("hello bob")
+        bob.wait_for_messages(1, timeout=5)
+        wait_for(lambda: any(e.kind == "chat" and e.direction == "out" and e.user == "bob" for e in server_trace),
+                 what="the server's trace of the chat to bob")
+        yield server, alice, bob, server_trace, client_trace
+        bob.leave()
+        alice.leave()
+    finally:
+        server.stop()
+
+
+def first(trace: Trace, **match: object) -> PacketEvent:
+    return next(e for e in trace.events if all(getattr(e, k) == v for k, v in match.items()))
+
+
+def test_the_live_log_shows_the_whole_conversation_in_order(live):
+    server, alice, bob, server_trace, client_trace = live
+    text = render(server_trace)
+    expected = [
+        r"server → tcp \S+ +ServerHello +319 B v2 nonce",
+        r"server ← tcp \S+ +ClientKeyExchange +260 B RSA-OAEP 256 B, session keys derived",
+        r"server ← tcp \S+ +request .* #0 CREATE_ROOM 'lab' username='alice' password='pw'",
+        r"server → tcp \S+ +response .* #0 CREATE_ROOM 'lab' status='ok'",
+        rf"server → tcp \S+ +complete .* #1 token {alice.token.hex()} for alice",
+        r"server ← udp \S+ +hello .* #0 alice",
+        r"server → udp \S+ +welcome .* #0 alice +seq=1",
+        r"server ← udp \S+ +chat .* alice +id=1 text='hello bob'",
+        r"server → udp \S+ +chat .* bob +seq=\d+ from='alice' text='hello bob'",
+    ]
+    at = 0
+    for pattern in expected:
+        found = re.compile(pattern, re.M).search(text, at)
+        assert found, f"{pattern!r} not found after offset {at} in:\n{text}"
+        at = found.end()
+    client_text = render(client_trace)
+    assert re.search(r"client ← tcp \S+ +ServerHello", client_text)
+    assert re.search(r"client → tcp \S+ +ClientKeyExchange", client_text)
+    assert re.search(rf"client ← tcp \S+ +complete .* token {bob.token.hex()} for bob", client_text)
+    assert re.search(r"client ← udp \S+ +chat .* bob +seq=\d+ from='alice' text='hello bob'", client_text)
+
+
+def test_render_line_is_one_line_at_a_wide_console(live):
+    event = first(live[3], kind="complete")
+    text = render(render_line(event))
+    assert text.count("\n") == 1 and event.message.payload["token"] in text
+
+
+def test_a_live_request_is_explained_with_its_header_fields(live):
+    request = first(live[3], kind="request")
+    text = render(explain(request))
+    assert text.startswith("request · client → server · tcp · 91 bytes · traced by the server")
+    assert_row(text, "4–74", "ciphertext")
+    assert_row(text, "implicit", "seq (implicit)", "0: not sent")
+    assert "tag verified, decrypted by the server" in text
+    assert_row(text, "0–0", "RoomNameSize", "3")
+    assert_row(text, "1–1", "Operation", "1 (CREATE_ROOM)")
+    assert_row(text, "2–2", "State", "0 (REQUEST)")
+    assert_row(text, "3–31", "OperationPayloadSize", "36")
+    assert_row(text, "32–34", "room", "'lab'")
+    assert_row(text, "35–70", "payload", '{"username":"alice","password":"pw"}')
+
+
+def test_a_live_complete_shows_the_token(live):
+    server, alice = live[0], live[1]
+    text = render(explain(first(live[3], kind="complete")))
+    assert_row(text, "2–2", "State", "2 (COMPLETE)")
+    assert f'"token":"{alice.token.hex()}"' in text
+    assert f'"udp_port":{server.address.udp_port}' in text.replace("\n", "").replace(" ", "")
+
+
+def test_both_sides_trace_the_same_session_keys(live):
+    server_ckx = first(live[3], kind="ClientKeyExchange")
+    client_ckx = first(live[4], kind="ClientKeyExchange")
+    assert server_ckx.raw == client_ckx.raw and server_ckx.keys == client_ckx.keys is not None
+    text = render(explain(server_ckx))
+    assert_row(text, "derived", "udp_s2c", server_ckx.keys.udp_s2c.hex())
+    assert "traced by the server" in text
+
+
+def test_live_datagrams_are_explained_with_their_plaintext(live):
+    alice = live[1]
+    hello = first(live[3], kind="hello", user="alice")
+    text = render(explain(hello))
+    assert_row(text, "5–20", "token", alice.token.hex())
+    assert_row(text, "21–28", "seq", "0")
+    assert_row(text, "0–15", "JSON", '{"type":"hello"}')
+    welcome = render(explain(first(live[4], kind="welcome", user="alice")))
+    assert "welcome · server → client · udp" in welcome and "traced by the client (alice)" in welcome
+    assert_row(welcome, "json", "type", "'welcome'")
+    chat = render(explain(first(live[3], kind="chat", direction="out", user="bob")))
+    assert "sealed by the server with udp_s2c" in chat
+    assert_row(chat, "json", "text", "'hello bob'")
+
+
+def test_a_tampered_live_datagram_is_shown_rejected(live):
+    server, alice, _, server_trace, _ = live
+    datagram = bytearray(alice.channel.seal(Chat(id=99, text="forged").encode()))
+    datagram[-20] ^= 0x01   # one ciphertext bit
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(bytes(datagram), (server.address.host, server.address.udp_port))
+    rejected = wait_for(lambda: next((e for e in server_trace.events if e.kind == "rejected"), None),
+                        what="the rejected datagram in the trace")
+    assert rejected.raw == bytes(datagram)
+    assert re.search(r"server ← udp \S+ +rejected .* REJECTED bad_tag", render(server_trace))
+    text = render(explain(rejected))
+    assert "REJECTED: bad_tag: authentication tag does not verify" in text
+    assert_row(text, "5–20", "token", alice.token.hex())
+    assert "forged" not in text
+    summary = render(server_trace.summary())
+    assert re.search(rf"{alice.token.hex()}\s+server\s+alice\s+\d+\s+\d+\s+\d+\s+hello, .*\s1\s*$", summary,
+                     re.M), summary
+    assert "rejected" in summary.split(alice.token.hex())[1]
+
+
+def test_the_summary_has_a_row_per_session(live):
+    server, alice, bob, server_trace, _ = live
+    snapshot = Trace(server_trace.events)
+    text = render(snapshot.summary())
+    tcp = snapshot.filter(transport="tcp", kind="ServerHello")
+    assert len(tcp) == 2
+    for event, user in zip(tcp, ("alice", "bob")):
+        session = snapshot.filter(session=event.session)
+        bytes_in = sum(e.size for e in session if e.direction == "in")
+        bytes_out = sum(e.size for e in session if e.direction == "out")
+        assert re.search(rf"{re.escape(event.session)}\s+server\s+{user}\s+5\s+{bytes_in}\s+{bytes_out}\s+"
+                         r"ServerHello, ", text), text
+    assert re.search(rf"{bob.token.hex()}\s+server\s+bob\s+\d+", text)
+
+
+def test_filter_selects_by_side_transport_and_kind(live):
+    server_trace = live[3]
+    udp = server_trace.filter(transport="udp", direction="in")
+    assert len(udp) > 0 and all(e.transport == "udp" and e.direction == "in" for e in udp)
+    handshake = server_trace.filter(kind=["ServerHello", "ClientKeyExchange"])
+    assert [e.kind for e in handshake] == ["ServerHello", "ClientKeyExchange"] * 2
+    assert len(server_trace.filter(side="client")) == 0
+
+
+def test_a_saved_trace_loads_back_and_renders_the_same(live, tmp_path):
+    snapshot = Trace(live[3].events + live[4].events)
+    path = snapshot.save(tmp_path / "session.jsonl")
+    assert len(path.read_text().splitlines()) == len(snapshot)
+    loaded = Trace.load(path)
+    assert render(loaded) == render(snapshot)
+    assert render(loaded.summary()) == render(snapshot.summary())
+    for before, after in zip(snapshot, loaded):
+        assert (after.raw, after.keys, after.plaintext) == (before.raw, before.keys, before.plaintext)
+        assert render(explain(after)) == render(explain(before))
+
+
+def test_loading_a_broken_trace_file_says_where(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"time": 1}\n')
+    with pytest.raises(ValueError, match="bad.jsonl:1 is not a saved trace event"):
+        Trace.load(path)
+
+
+def test_record_traces_a_block_and_restores_the_previous_trace(live):
+    server, alice, _, server_trace, _ = live
+    before = len(server_trace.events)
+    with record(server, alice) as recorded:
+        assert server.trace is not server_trace
+        alice.send("recorded")
+        wait_for(lambda: len(recorded.filter(side="server", kind="ack")), what="the recorded ack")
+    assert server.trace is server_trace and alice.trace is live[4]
+    assert len(recorded.filter(side="client", kind="chat", direction="out")) == 1
+    # the previous traces kept receiving while the block ran
+    assert any(e.kind == "ack" for e in server_trace.events[before:])
+    assert any(e.message == Chat(id=2, text="recorded") for e in live[4].events if e.kind == "chat")
+
+
+def test_record_restores_even_an_absent_trace_and_refuses_other_objects():
+    class Endpoint:
+        trace = None
+
+    endpoint = Endpoint()
+    with pytest.raises(RuntimeError):
+        with record(endpoint) as recorded:
+            endpoint.trace(side="client", direction="out", transport="udp", peer=None, kind="ping", raw=b"x")
+            raise RuntimeError("the block fails")
+    assert endpoint.trace is None and len(recorded) == 1
+    with pytest.raises(TypeError, match="anything with a .trace attribute"):
+        with record(object()):
+            pass
+
+
+def test_the_jupyter_display_is_rich_html(live):
+    bundle = live[3]._repr_mimebundle_(include=[], exclude=[])
+    assert "ServerHello" in bundle["text/html"] and bundle["text/html"].startswith("<pre")
+    assert "ClientKeyExchange" in bundle["text/plain"]
+    bundle = explain(first(live[3], kind="request"))._repr_mimebundle_(include=[], exclude=[])
+    assert "OperationPayloadSize" in bundle["text/html"]
+    assert "OperationPayloadSize" in first(live[3], kind="request")._repr_mimebundle_([], [])["text/plain"]
+
+
+# --- the Trace object ----------------------------------------------------------------------------
+
+FIELDS = dict(side="client", direction="out", transport="udp", peer=("127.0.0.1", 9002), kind="ping", raw=b"\x00" * 40)
+
+
+def test_subscribers_get_each_event_until_they_unsubscribe():
+    trace, got = Trace(), queue.Queue()
+    unsubscribe = trace.subscribe(got.put)
+    trace.subscribe(lambda event: 1 / 0)   # a broken subscriber must not break tracing
+    trace(**FIELDS)
+    event = got.get(timeout=1)
+    assert (event.kind, event.size, event.side) == ("ping", 40, "client")
+    unsubscribe()
+    trace(**FIELDS)
+    assert got.empty() and len(trace) == 2
+
+
+def test_a_trace_keeps_the_last_events_and_is_true_even_when_empty():
+    trace = Trace(limit=3)
+    assert trace and "no packets traced yet" in render(trace)
+    for seq in range(5):
+        trace(**FIELDS, seq=seq)
+    assert [e.seq for e in trace] == [2, 3, 4] and trace.total == 5
+    with pytest.raises(ValueError, match="positive number"):
+        Trace(limit=0)
+
+
+def test_odd_fields_never_make_tracing_raise():
+    trace = Trace()
+    trace(side="server", kind="rejected", raw=bytearray(b"ab"), profile="legacy")
+    trace()
+    assert [e.kind for e in trace] == ["rejected", "?"] and trace[0].raw == b"ab"
+    assert "rejected" in render(trace)
+
+
+def test_live_log_prints_a_line_per_packet():
+    console = Console(file=io.StringIO(), width=120, force_terminal=False)
+    live_log = LiveLog(console)
+    live_log(**FIELDS, plaintext=b'{"type":"ping"}', user="alice")
+    live_log(side="server", direction="in", transport="udp", peer=("127.0.0.1", 5000), kind="rejected",
+             raw=b"\x03\x10", error="malformed: too short")
+    lines = console.file.getvalue().splitlines()
+    assert len(lines) == 2 and len(live_log) == 2
+    assert re.search(r"client → udp 127\.0\.0\.1:9002 +ping +40 B", lines[0])
+    assert "server ← udp 127.0.0.1:5000" in lines[1] and "REJECTED malformed: too short" in lines[1]
+
+
+def test_a_narrow_console_drops_the_peer_column_and_wraps_rather_than_cuts():
+    console = Console(file=io.StringIO(), width=60, force_terminal=False)
+    live_log = LiveLog(console)
+    live_log(side="server", direction="in", transport="udp", peer=("127.0.0.1", 5000), kind="rejected",
+             raw=b"\x03\x10", error="malformed: datagram shorter than its two size bytes")
+    text = console.file.getvalue()
+    assert "127.0.0.1" not in text and re.search(r"server ← udp rejected +2 B REJECTED", text)
+    assert "two size bytes" in text.replace("\n", " ")
+
+
+# --- python -m tcrp_lab.server --trace ---------------------------------------------------------------
+
+
+def _lines(stream, into: queue.Queue) -> None:
+    for line in iter(stream.readline, ""):
+        into.put(line)
+
+
+def test_the_server_cli_prints_the_live_trace(tmp_path):
+    key = tmp_path / "key.pem"
+    ServerKey.demo().save(key)
+    env = {**os.environ, "COLUMNS": "160", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "tcrp_lab.server", "--trace", "--tcp-port", "0", "--udp-port", "0",
+                             "--key", str(key)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    out, err = queue.Queue(), queue.Queue()
+    for stream, into in ((proc.stdout, out), (proc.stderr, err)):
+        threading.Thread(target=_lines, args=(stream, into), daemon=True).start()
+    try:
+        ports = None
+        while ports is None:
+            ports = re.search(r"tcp (\d+), udp (\d+)", err.get(timeout=15))
+        address = ("127.0.0.1", int(ports[1]))
+        alice = ChatClient.create_room(address, "lab", "alice", timeout=5)
+        bob = ChatClient.join_room(address, "lab", "bob", timeout=5)
+        alice.send("hi from the cli test")
+        bob.wait_for_messages(1, timeout=5)
+        wanted = {"ServerHello": r"ServerHello +319 B", "request": r"request .* CREATE_ROOM 'lab'",
+                  "complete": rf"complete .* token {alice.token.hex()}", "hello": r"← udp \S+ +hello",
+                  "welcome": r"→ udp \S+ +welcome", "chat": r"chat .* text='hi from the cli test'"}
+        seen = ""
+        while wanted:
+            seen += out.get(timeout=10)
+            wanted = {k: p for k, p in wanted.items() if not re.search(p, seen)}
+        bob.leave()
+        alice.leave()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+    assert proc.returncode == 0
+
+
+def test_names_and_texts_are_shown_as_typed_never_as_markup():
+    trace = Trace()
+    plaintext = b'{"type":"chat","id":1,"text":"[bold]not bold[/bold]"}'
+    trace(**{**FIELDS, "kind": "chat"}, plaintext=plaintext, user="[red]eve", session="[x]")
+    assert "[red]eve" in render(trace.summary()) and "[x]" in render(trace.summary())
+    assert "[bold]not bold[/bold]" in render(explain(plaintext, kind="payload"))
