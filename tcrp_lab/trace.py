@@ -326,10 +326,13 @@ def _detail(e: PacketEvent) -> Text:
     if e.kind == "ServerHello":
         hello = e.message if isinstance(e.message, ServerHello) else None
         if hello is None:
-            return Text("not a TCRP/2 ServerHello", style="red")
+            legacy = e.raw[FRAME_LENGTH_BYTES:].startswith(b"-----BEGIN")
+            return Text("TCRP/1: an RSA public key in PEM" if legacy else "not a TCRP/2 ServerHello", style="red")
         return Text(f"v{hello.version} nonce {hello.nonce.hex()[:12]}… key {hello.fingerprint[:16]}…")
     if e.kind == "ClientKeyExchange":
         blob = len(e.raw) - FRAME_LENGTH_BYTES
+        if e.plaintext is not None:
+            return Text(f"TCRP/1: RSA-OAEP {blob} B of key | iv = {e.plaintext.hex()}", style="red")
         return Text(f"RSA-OAEP {blob} B, " + ("session keys derived" if e.keys else "keys not known here"))
     head = f"#{e.seq} " if e.seq is not None else ""
     message = e.message
@@ -344,7 +347,7 @@ def _detail(e: PacketEvent) -> Text:
         values = " ".join(f"{k}={v!r}" for k, v in message.to_json().items() if k not in ("type", "ts"))
         return Text(f"#{seq if seq is not None else '?'} {e.user or ''}  {values}".rstrip())
     if e.plaintext is not None:
-        return Text(head + e.plaintext.decode("utf-8", "replace"))
+        return Text(head + _printable(e.plaintext))
     return Text(head.strip())
 
 
@@ -612,7 +615,7 @@ def _message_section(plaintext: bytes, title: str, max_bytes: int) -> Explanatio
         ("OperationPayloadSize", SIZE_FIELD_BYTES, str(len(payload)), "green"),
         ("room", len(room), repr(message.room), "bold cyan"),
         ("payload", len(payload), _clip(payload.decode("utf-8")), "bold green"),
-    ])
+    ]) + [Field(key, None, None, _clip(repr(value)), "green", where="json") for key, value in message.payload.items()]
     return Explanation(title, plaintext, fields, max_bytes=max_bytes,
                        notes=[f"header: bytes 0–{HEADER_SIZE - 1} (3 one-byte fields and a {SIZE_FIELD_BYTES}-byte "
                               "big-endian size)"])
@@ -671,7 +674,11 @@ def explain(packet: PacketEvent | bytes | bytearray | memoryview, *, kind: str |
     if kind == "message":
         result = _message_section(data, f"message · {len(data)} bytes", max_bytes)
     elif kind == "payload":
-        result = _payload_section(data, direction == "s2c", f"datagram payload · {len(data)} bytes", max_bytes)
+        title = f"datagram payload · {len(data)} bytes"
+        result = _payload_section(data, direction == "s2c", title, max_bytes)
+        if result.rejected and direction is None:   # not a client payload: perhaps a server's
+            from_server = _payload_section(data, True, title, max_bytes)
+            result = result if from_server.rejected else from_server
     elif kind == "datagram":
         result = _explain_datagram(data, None, _datagram_keys(keys, flows), max_bytes)
     else:
@@ -732,6 +739,8 @@ def _frame_keys(keys: SessionKeys | bytes | None, flows: Sequence[str],
 
 
 def _explain_event(e: PacketEvent, keys: SessionKeys | bytes | None, max_bytes: int) -> Explanation:
+    if _is_legacy(e):
+        return _explain_legacy(e, max_bytes)
     if e.transport == "udp":
         extra = _datagram_keys(keys, (e.flow,)) if keys is not None else []
         return _explain_datagram(e.raw, e, extra, max_bytes)
@@ -840,8 +849,10 @@ def _encrypted_frame(raw: bytes, body: bytes, fields: list[Field], title: str, e
                          "or not this key", fields, notes=notes, max_bytes=max_bytes)
     if plaintext is None:
         verdict, style = "encrypted: pass keys=... (and seq) to open it", "dim"
+    elif e is not None and e.direction == "out":
+        verdict, style = f"sealed by the {e.side} with tcp_{e.flow}", "green"
     else:
-        verdict, style = f"tag verified, decrypted {how}", "green"
+        verdict, style = f"tag verified, decrypted {how}" + (f" with tcp_{e.flow}" if e else ""), "green"
     return Explanation(title, raw, fields, verdict=verdict, verdict_style=style, notes=notes, sections=sections,
                        max_bytes=max_bytes)
 
@@ -898,6 +909,78 @@ def _explain_datagram(raw: bytes, e: PacketEvent | None, keys: list[tuple[str, b
                        max_bytes=max_bytes)
 
 
-def _text_section(plaintext: bytes) -> Explanation:
-    return Explanation(f"plaintext · {len(plaintext)} bytes", plaintext,
-                       [Field("text", 0, len(plaintext) - 1, _clip(plaintext.decode("utf-8", "replace")), "green")])
+def _text_section(plaintext: bytes, title: str = "") -> Explanation:
+    return Explanation(title or f"plaintext · {len(plaintext)} bytes", plaintext,
+                       [Field("text", 0, len(plaintext) - 1, _printable(plaintext), "green")])
+
+
+def _printable(data: bytes) -> str:
+    """Text as text; anything else (a TCRP/1 token, say) as the start of its hex."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    return _clip(text) if text and text.isprintable() else _short(data)
+
+
+# --- TCRP/1 (the legacy profile, TCRP.md §6): the same events, another wire format ------------------
+
+def _is_legacy(e: PacketEvent) -> bool:
+    """Recognise TCRP/1 traffic by its shape: a PEM instead of the magic, a key exchange whose
+    plaintext (key | iv) the server knows, frames without a tag, datagrams with a long token."""
+    if e.transport == "tcp":
+        body = e.raw[FRAME_LENGTH_BYTES:]
+        if e.kind == "ServerHello":
+            return body.startswith(b"-----BEGIN")
+        if e.kind == "ClientKeyExchange":
+            return e.plaintext is not None
+        return e.plaintext is not None and len(body) == len(e.plaintext)
+    if e.transport == "udp" and e.plaintext is not None:
+        try:
+            Datagram.decode(e.raw)
+        except ProtocolError:
+            return True
+    return False
+
+
+def _explain_legacy(e: PacketEvent, max_bytes: int) -> Explanation:
+    """TCRP/1 laid out the same way, each verdict naming the flaw the bytes show."""
+    from .legacy import KEY_BYTES, parse_datagram   # only for legacy traffic
+
+    title = _title(e.kind, e.flow, e.transport, e.size, e) + " · TCRP/1 (insecure)"
+    warn = "bold yellow"
+    plain = e.plaintext or b""
+    if e.transport == "udp":
+        room, token, body = parse_datagram(e.raw)
+        room_size = len(room.encode("utf-8"))
+        fields = _layout(0, [("RoomNameSize", 1, str(room_size), "cyan"), ("TokenSize", 1, str(len(token)), "magenta"),
+                             ("room", room_size, repr(room), "bold cyan"),
+                             ("token", len(token), _short(token), "bold magenta"),
+                             ("ciphertext (AES-CFB)", len(body), _short(body), "blue")])
+        return Explanation(title, e.raw, fields, sections=[_text_section(plain)], verdict_style=warn,
+                           max_bytes=max_bytes, verdict="no tag and the token in clear: anyone who sees this datagram "
+                                                        "can speak as this member, and a flipped bit goes unnoticed")
+    body = e.raw[FRAME_LENGTH_BYTES:]
+    fields = _frame_length(len(body))
+    if e.kind == "ServerHello":
+        first_line = body.split(b"\n", 1)[0].decode("ascii", "replace")
+        fields += _layout(FRAME_LENGTH_BYTES, [("RSA public key (PEM)", len(body),
+                                               f"{first_line} … ({len(body)} bytes of text)", "green")])
+        return Explanation(title, e.raw, fields, verdict_style=warn, max_bytes=max_bytes,
+                           verdict="no magic, version or nonce, and no fingerprint to pin: a man in the middle "
+                                   "can send his own key")
+    if e.kind == "ClientKeyExchange":
+        fields += _layout(FRAME_LENGTH_BYTES, [("RSA-OAEP(key | iv)", len(body), "SHA-1 OAEP", "magenta")])
+        fields += [Field("aes_key", None, None, plain[:KEY_BYTES].hex(), "bold cyan", where="decrypted"),
+                   Field("iv", None, None, plain[KEY_BYTES:].hex(), "bold cyan", where="decrypted")]
+        return Explanation(title, e.raw, fields, verdict_style=warn, max_bytes=max_bytes,
+                           verdict="this one key and IV encrypt every frame and datagram of the session: the same "
+                                   "keystream again and again")
+    fields += _layout(FRAME_LENGTH_BYTES, [("ciphertext (AES-CFB)", len(body), _short(body), "blue")])
+    try:
+        decode_message(plain)
+        section = _message_section(plain, f"decrypted message · {len(plain)} bytes", MAX_DUMP)
+    except ProtocolError:
+        section = _text_section(plain, f"decrypted reply · {len(plain)} bytes")
+    return Explanation(title, e.raw, fields, sections=[section], verdict_style=warn, max_bytes=max_bytes,
+                       verdict="no tag: a changed ciphertext bit changes the plaintext and nobody notices")

@@ -544,3 +544,55 @@ def test_names_and_texts_are_shown_as_typed_never_as_markup():
     trace(**{**FIELDS, "kind": "chat"}, plaintext=plaintext, user="[red]eve", session="[x]")
     assert "[red]eve" in render(trace.summary()) and "[x]" in render(trace.summary())
     assert "[bold]not bold[/bold]" in render(explain(plaintext, kind="payload"))
+
+
+def test_a_message_payload_is_decoded_key_by_key(vectors):
+    create = vectors["messages"][0]
+    text = render(explain(bytes.fromhex(create["hex"]), kind="message"))
+    assert_row(text, "json", "username", "'alice'")
+    assert_row(text, "json", "password", "'s3cret'")
+
+
+def test_a_raw_payload_is_read_as_a_client_or_a_server_payload():
+    assert "client → server Chat" in render(explain(b'{"type":"chat","id":1,"text":"hi"}', kind="payload"))
+    text = render(explain(b'{"type":"welcome","seq":4}', kind="payload"))
+    assert "server → client Welcome" in text
+    assert_row(text, "json", "seq", "4")
+    assert "REJECTED: unknown datagram type 'nope'" in render(explain(b'{"type":"nope"}', kind="payload"))
+
+
+def test_outgoing_frames_say_who_sealed_them(live):
+    text = render(explain(first(live[3], kind="response")))
+    assert "sealed by the server with tcp_s2c" in text
+    text = render(explain(first(live[4], kind="response")))
+    assert "tag verified, decrypted by the client with tcp_s2c" in text
+
+
+def test_legacy_traffic_is_laid_out_as_tcrp1_with_its_flaws():
+    from tcrp_lab.legacy import LegacyClient
+
+    trace = Trace()
+    server = ChatServer(tcp_port=0, udp_port=0, key=ServerKey.demo(), trace=trace, profile="legacy")
+    server.profile.per_connection_key = False   # one RSA key: no key generation per connection
+    with server:
+        alice = LegacyClient.create_room(server.address, "lab", "alice", "pw", timeout=5)
+        try:
+            alice.send("pay 100")
+            wait_for(lambda: any(e.kind == "chat" and e.direction == "out" for e in trace), what="the relayed chat")
+        finally:
+            alice.close()
+    hello = render(explain(first(trace, kind="ServerHello")))
+    assert "TCRP/1 (insecure)" in hello and "-----BEGIN PUBLIC KEY-----" in hello
+    ckx = first(trace, kind="ClientKeyExchange")
+    text = render(explain(ckx))
+    assert_row(text, "decrypted", "aes_key", ckx.plaintext[:16].hex())
+    assert_row(text, "decrypted", "iv", ckx.plaintext[16:].hex())
+    request = render(explain(first(trace, kind="request")))
+    assert "no tag: a changed ciphertext bit" in request and "tag verified" not in request
+    assert_row(request, "1–1", "Operation", "1 (CREATE_ROOM)")
+    chat = render(explain(first(trace, kind="chat", direction="in")))
+    assert_row(chat, "1–1", "TokenSize", "255")
+    assert_row(chat, "5–259", "token")
+    assert_row(chat, "0–13", "text", "alice: pay 100")
+    assert "the token in clear" in chat
+    assert re.search(r"ClientKeyExchange +260 B TCRP/1: RSA-OAEP 256 B of key \| iv", render(trace))
