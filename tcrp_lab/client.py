@@ -24,6 +24,7 @@ import logging
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -46,11 +47,13 @@ __all__ = [
 log = logging.getLogger("tcrp_lab.client")
 Trace = Callable[..., None]
 
-RETRANSMIT_INITIAL = 0.15     #: seconds before the first retransmission of a chat or hello
+RETRANSMIT_INITIAL = 0.15     #: seconds before the first retransmission, before any RTT is measured
+RETRANSMIT_MIN = 0.05         #: floor of the adaptive retransmission timeout
 RETRANSMIT_MAX = 1.0          #: retransmission back-off ceiling
 PING_INTERVAL = 2.0           #: keep-alive when nothing happens
 TAIL_CHECK = 0.3              #: ping this soon after room traffic, to notice a lost last message
 RESEND_BATCH = 64             #: room messages asked for in one resend
+SEND_WINDOW = 32              #: chats in flight before send() queues (the server holds back at most 64)
 GAP_GRACE = 0.05              #: a gap may be reordering: wait this long before asking resend
 
 
@@ -150,6 +153,42 @@ class RoomEvent:
     user: str | None = None
     seq: int | None = None
     reason: str | None = None
+
+
+class RetransmitTimer:
+    """The retransmission timeout of RFC 6298: smoothed RTT plus four deviations, clamped.
+
+    Only the oldest chat in flight, acknowledged without a retransmission, gives a sample: the ack
+    of a retransmitted chat could answer either copy (Karn's algorithm), and a later chat may have
+    waited at the server behind a lost one.
+    """
+
+    def __init__(self, initial: float = RETRANSMIT_INITIAL, minimum: float = RETRANSMIT_MIN,
+                 maximum: float = RETRANSMIT_MAX):
+        self.minimum, self.maximum = minimum, maximum
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+        self.rto = initial
+
+    def sample(self, rtt: float) -> None:
+        if self.srtt is None:
+            self.srtt, self.rttvar = rtt, rtt / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
+            self.srtt = 0.875 * self.srtt + 0.125 * rtt
+        self.rto = min(max(self.srtt + 4 * self.rttvar, self.minimum), self.maximum)
+
+
+@dataclass
+class _InFlight:
+    """A chat sent and not yet acknowledged."""
+
+    chat: Chat
+    plaintext: bytes
+    sent_at: float
+    retry_at: float
+    delay: float
+    retransmitted: bool = False
 
 
 # --- the TCP half ----------------------------------------------------------------------------
@@ -293,7 +332,9 @@ class ChatClient:
         self.stats = {"sent": 0, "received": 0, "retransmits": 0, "resend_requests": 0, "dropped": 0}
         self._cond = threading.Condition()
         self._next_id = 1
-        self._pending: dict[int, list[Any]] = {}     # chat id -> [plaintext, next retry, delay, payload]
+        self._pending: dict[int, _InFlight] = {}     # chat id -> a chat awaiting its ack
+        self.rto = RetransmitTimer()
+        self._outbox: deque[tuple[bytes, Chat]] = deque()  # chats waiting for room in the send window
         self._next_seq: int | None = None            # the room seq we deliver next (None before welcome)
         self._buffer: dict[int, Payload] = {}        # room messages that arrived ahead of a gap
         self._highest = 0                            # highest room seq we know exists
@@ -354,17 +395,20 @@ class ChatClient:
             if self.state not in ("joining", "joined"):
                 raise TcrpError(f"cannot send: this client is {self.state}")
             chat_id, self._next_id = self._next_id, self._next_id + 1
-            plaintext = Chat(id=chat_id, text=text).encode()
             payload = Chat(id=chat_id, text=text)
-            self._pending[chat_id] = [plaintext, time.monotonic() + RETRANSMIT_INITIAL, RETRANSMIT_INITIAL, payload]
+            plaintext = payload.encode()
+            if len(self._pending) >= SEND_WINDOW:  # sent by the receive thread as acks free the window
+                self._outbox.append((plaintext, payload))
+                return chat_id
+            self._pending[chat_id] = self._in_flight(payload, plaintext, time.monotonic())
         self._send(plaintext, "chat", payload)
         return chat_id
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every sent message is acknowledged; False if some are not after ``timeout``."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._pending or self.state not in ("joining", "joined"),
-                                       timeout) and not self._pending
+            return self._cond.wait_for(lambda: not (self._pending or self._outbox)
+                                       or self.state not in ("joining", "joined"), timeout) and not self._pending
 
     def wait_for_messages(self, n: int, timeout: float = 10.0) -> list[ChatMessage]:
         """Wait until at least ``n`` chat messages arrived (bounded by ``timeout``); return them all."""
@@ -457,7 +501,7 @@ class ChatClient:
 
     def _next_timer(self, now: float) -> float:
         with self._cond:
-            times = [self._ping_at] + [p[1] for p in self._pending.values()]
+            times = [self._ping_at] + [p.retry_at for p in self._pending.values()]
             if self.state == "joining":
                 times.append(self._hello_at)
             if self._gap():
@@ -488,7 +532,14 @@ class ChatClient:
             if isinstance(payload, (RoomChat, SystemEvent)):
                 callbacks = self._room_message(payload)
             elif isinstance(payload, Ack):
-                self._pending.pop(payload.id, None)
+                oldest = min(self._pending, default=None)
+                sent = self._pending.pop(payload.id, None)
+                if sent is not None:
+                    now = time.monotonic()
+                    if not sent.retransmitted and payload.id == oldest:  # a later chat may have been held
+                        self.rto.sample(now - sent.sent_at)
+                    for other in self._pending.values():  # progress: restart the timers (as TCP does),
+                        other.retry_at = max(other.retry_at, now + self.rto.rto)  # others may be held back
                 self._highest = max(self._highest, payload.seq)
                 self._soon()
             elif isinstance(payload, Welcome):
@@ -557,6 +608,7 @@ class ChatClient:
             return []
         self.state = kind
         self._pending.clear()
+        self._outbox.clear()
         if kind == "left":
             return []
         text = {"room_closed": f"the room was closed ({reason})", "kicked": f"you were removed ({reason})"}[kind]
@@ -565,6 +617,9 @@ class ChatClient:
         self.log.append(event)
         self._stop.set()
         return [(self.on_event, event)]
+
+    def _in_flight(self, chat: Chat, plaintext: bytes, now: float) -> _InFlight:
+        return _InFlight(chat, plaintext, now, now + self.rto.rto, self.rto.rto)
 
     def _gap(self) -> bool:
         return self._next_seq is not None and self._highest >= self._next_seq
@@ -582,12 +637,17 @@ class ChatClient:
                 self._hello_delay = min(self._hello_delay * 2, RETRANSMIT_MAX)
                 self._hello_at = now + self._hello_delay
                 due.append((Hello().encode(), "hello", Hello()))
-            for chat_id, entry in self._pending.items():
-                if now >= entry[1]:
-                    entry[2] = min(entry[2] * 2, RETRANSMIT_MAX)
-                    entry[1] = now + entry[2]
+            while self._outbox and len(self._pending) < SEND_WINDOW:
+                plaintext, chat = self._outbox.popleft()
+                self._pending[chat.id] = self._in_flight(chat, plaintext, now)
+                due.append((plaintext, "chat", chat))
+            for entry in self._pending.values():
+                if now >= entry.retry_at:
+                    entry.delay = min(entry.delay * 2, RETRANSMIT_MAX)  # exponential back-off
+                    entry.retry_at = now + entry.delay
+                    entry.retransmitted = True
                     self.stats["retransmits"] += 1
-                    due.append((entry[0], "chat", entry[3]))
+                    due.append((entry.plaintext, "chat", entry.chat))
             if not self._gap():
                 self._resend_at = 0.0
             elif not self._resend_at:
@@ -596,7 +656,7 @@ class ChatClient:
                 first = self._next_seq
                 assert first is not None
                 resend = Resend(first, min(self._highest, first + RESEND_BATCH - 1))
-                self._resend_at = now + RETRANSMIT_INITIAL * 2
+                self._resend_at = now + 2 * self.rto.rto
                 self.stats["resend_requests"] += 1
                 due.append((resend.encode(), "resend", resend))
             if now >= self._ping_at:

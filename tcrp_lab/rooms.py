@@ -32,6 +32,8 @@ DEFAULT_TIMEOUT = 300.0
 HISTORY_SIZE = 1000          #: room messages kept for ``resend`` (the spec's minimum)
 MAX_RESEND = 256             #: room messages answered to one ``resend``
 DEDUP_IDS = 1024             #: chat ids remembered per session to de-duplicate retransmissions
+HOLD_MAX = 64                #: chats held back per session while an earlier id is missing
+HOLD_SECONDS = 5.0           #: ... and for at most this long before the gap is skipped
 
 
 @dataclass(eq=False)
@@ -46,6 +48,8 @@ class Member:
     last_activity: float
     address: tuple[str, int] | None = None   # learned only from datagrams that authenticate
     acked: dict[int, int] = field(default_factory=dict)  # chat id -> room seq, for de-duplication
+    next_id: int = 1                                      # the chat id to post next, in order
+    held: dict[int, tuple[str, float]] = field(default_factory=dict)  # id -> (text, arrival) ahead of a gap
 
     def __repr__(self) -> str:
         role = "host" if self.is_host else "guest"
@@ -176,22 +180,48 @@ class RoomRegistry:
         return [Delivery(Pong(seq=member.room.seq), (member,))]
 
     def chat(self, member: Member, chat_id: int, text: str) -> list[Delivery]:
-        """Post a chat once per (session, id); a retransmission only gets its ack again."""
+        """Post a session's chats once each and in id order; a retransmission gets its ack again.
+
+        Ids count from 1. A chat that arrives ahead of a missing id is held back (acknowledged only
+        when posted) until the missing one is retransmitted, so loss never reorders a sender's
+        messages; after HOLD_SECONDS or HOLD_MAX held chats the gap is skipped. An id below the
+        expected one that was never posted (a counter that starts at 0) is posted at once.
+        """
         with self._lock:
             if not self._is_current(member):
                 return []
-            member.last_activity = self.clock()
+            now = member.last_activity = self.clock()
             seq = member.acked.get(chat_id)
             if seq is not None:
                 return [Delivery(Ack(id=chat_id, seq=seq), (member,))]
-            room = member.room
-            delivery = self._post(room, RoomChat, sender=member.username, text=text, ts=round(self.wall_clock(), 3))
-            member.acked[chat_id] = room.seq
-            if len(member.acked) > DEDUP_IDS:  # forget the oldest half; ids only grow
-                for old in list(member.acked)[: DEDUP_IDS // 2]:
-                    del member.acked[old]
-            # The room copy first: the sender then rarely sees an ack for a seq it has not got yet.
-            return [delivery, Delivery(Ack(id=chat_id, seq=room.seq), (member,))]
+            if chat_id < member.next_id:
+                return self._post_chat(member, chat_id, text)
+            member.held.setdefault(chat_id, (text, now))
+            return self._release(member, now)
+
+    def _release(self, member: Member, now: float) -> list[Delivery]:
+        """Post the held chats that are next in order (skipping a gap that waited too long)."""
+        held, deliveries = member.held, []
+        while held:
+            if member.next_id not in held:
+                oldest = min(arrival for _, arrival in held.values())
+                if len(held) <= HOLD_MAX and now - oldest < HOLD_SECONDS:
+                    break
+                member.next_id = min(held)  # give up on the missing id(s)
+            text, _ = held.pop(member.next_id)
+            deliveries += self._post_chat(member, member.next_id, text)
+            member.next_id += 1
+        return deliveries
+
+    def _post_chat(self, member: Member, chat_id: int, text: str) -> list[Delivery]:
+        room = member.room
+        delivery = self._post(room, RoomChat, sender=member.username, text=text, ts=round(self.wall_clock(), 3))
+        member.acked[chat_id] = room.seq
+        if len(member.acked) > DEDUP_IDS:  # forget the oldest half; ids only grow
+            for old in list(member.acked)[: DEDUP_IDS // 2]:
+                del member.acked[old]
+        # The room copy first: the sender then rarely sees an ack for a seq it has not got yet.
+        return [delivery, Delivery(Ack(id=chat_id, seq=room.seq), (member,))]
 
     def resend(self, member: Member, first: int, last: int) -> list[Delivery]:
         """History ``first``..``last`` (clamped to what is kept, at most MAX_RESEND) to ``member``."""
@@ -223,6 +253,8 @@ class RoomRegistry:
         now = self.clock() if now is None else now
         deliveries: list[Delivery] = []
         with self._lock:
+            for member in [m for m in self._sessions.values() if m.held]:
+                deliveries += self._release(member, now)
             expired = [m for m in self._sessions.values() if now - m.last_activity > self.inactivity_timeout]
             for member in sorted(expired, key=lambda m: not m.is_host):  # hosts first
                 if not self._is_current(member):
