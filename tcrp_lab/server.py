@@ -78,7 +78,8 @@ class ChatServer:
 
     ``tcp_port``/``udp_port`` 0 picks free ports (read them back from :attr:`address` after
     :meth:`start`). ``key`` is a :class:`~tcrp_lab.crypto.ServerKey`; by default one is generated
-    once for this server. ``rng`` and ``clock`` are injectable for deterministic lessons and
+    once for this server. ``rng`` (randomness), ``clock`` (monotonic time for timeouts) and
+    ``wall_clock`` (the ``ts`` of chat messages) are injectable for deterministic lessons and
     tests; ``trace`` is any callable taking keyword arguments (see :mod:`tcrp_lab.trace`), called
     for every frame and datagram.
     """
@@ -86,7 +87,8 @@ class ChatServer:
     def __init__(self, host: str = "127.0.0.1", tcp_port: int = 9001, udp_port: int = 9002,
                  inactivity_timeout: float = DEFAULT_TIMEOUT, key: ServerKey | None = None, *,
                  profile: str = "secure", trace: Trace | None = None, rng: RandomSource | None = None,
-                 clock: Callable[[], float] = time.monotonic, handshake_timeout: float = HANDSHAKE_TIMEOUT,
+                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT,
                  max_connections: int = 512, max_rooms: int = 1000, max_members: int = 256,
                  reap_interval: float = REAP_INTERVAL):
         for name, port in (("tcp_port", tcp_port), ("udp_port", udp_port)):
@@ -103,7 +105,7 @@ class ChatServer:
         self.max_connections = max_connections
         self.reap_interval = reap_interval
         self.registry = RoomRegistry(inactivity_timeout=inactivity_timeout, clock=clock, rng=self.rng,
-                                     max_rooms=max_rooms, max_members=max_members)
+                                     max_rooms=max_rooms, max_members=max_members, wall_clock=wall_clock)
         self._stats = ServerStats()
         self.profile = _make_profile(profile, self)
         self._tcp: socket.socket | None = None

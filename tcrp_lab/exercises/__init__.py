@@ -1,0 +1,34 @@
+"""Exercise checkers for the lessons: ``check_...(your_function)`` says what is right or wrong.
+
+Each lesson has its own module (``sockets``, ``packets``, ``crypto``, ``threads``, ``timeouts``,
+``reliability``, ``legacy``); every ``check_*`` function is also importable from here::
+
+    from tcrp_lab.exercises import check_frame_reader
+    check_frame_reader(my_reader)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .common import CheckResult, check
+
+LESSON_MODULES = ("sockets", "packets", "crypto", "threads", "timeouts", "reliability", "legacy")
+
+
+def __getattr__(name: str) -> Any:
+    if name.startswith("check_"):
+        for module in LESSON_MODULES:
+            try:
+                mod = importlib.import_module(f"{__name__}.{module}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"{__name__}.{module}":
+                    raise
+                continue
+            if hasattr(mod, name):
+                return getattr(mod, name)
+    raise AttributeError(f"tcrp_lab.exercises has no checker {name!r}")
+
+
+__all__ = ["CheckResult", "check"]
