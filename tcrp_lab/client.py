@@ -261,8 +261,12 @@ class ControlConnection:
         except (ConnectionClosed, OSError) as exc:
             raise TcrpError(f"the server closed the connection before answering ({exc})") from None
         seq = self._records.recv_seq
-        plaintext = self._records.open(body)
-        message = decode_message(plaintext)
+        try:
+            plaintext = self._records.open(body)
+            message = decode_message(plaintext)
+        except ProtocolError as exc:
+            self._emit("in", wire_frame(body), "rejected", seq=seq, error=exc.reason)
+            raise TcrpError(f"a reply from the server is not valid TCRP/2 ({exc.reason})") from None
         kind = "complete" if message.state is State.COMPLETE else "response"
         self._emit("in", wire_frame(body), kind, seq=seq, message=message, plaintext=plaintext)
         return message
