@@ -371,21 +371,23 @@ class _Watch:
         drops = self.server.stats["drops"]
         return next((r for r in reasons if drops.get(r, 0) > self.drops.get(r, 0)), None)
 
-    def outcome(self, attack: str, *, token: bytes, blocked_by: tuple[str, ...], why_blocked: str,
-                why_worked: str, peer: Address | None = None, timeout: float = 5.0) -> AttackResult:
+    def outcome(self, attack: str, *, token: bytes, blocked_by: tuple[str, ...] = (), why_blocked: str = "",
+                why_worked: str = "", peer: Address | None = None, timeout: float = 5.0) -> AttackResult:
+        """TCRP/1: what the relay passed on for session ``token``; TCRP/2: which of ``blocked_by`` moved."""
+        profile = _profile(self.server)
         if self.legacy:
             record = _wait(lambda: self.relayed(token, peer), timeout)
             if record is None:
-                return AttackResult(attack, legacy.NAME, False, f"the server relayed nothing of it within {timeout} s")
-            return AttackResult(attack, legacy.NAME, True, f"{why_worked}: it relayed {record.text!r} as "
+                return AttackResult(attack, profile, False, f"The server relayed nothing of it within {timeout} s.")
+            return AttackResult(attack, profile, True, f"{why_worked} The server relayed {record.text!r} as "
                                 f"{record.user} to {', '.join(record.to) or 'nobody'}.", {"relayed": record})
         reason = _wait(lambda: self.dropped(blocked_by), timeout)
         if reason is None:
-            return AttackResult(attack, _profile(self.server), True,
-                                f"the server did not drop it within {timeout} s (no drop counter of {blocked_by} moved)")
+            return AttackResult(attack, profile, True, f"The server did not drop it within {timeout} s "
+                                f"(none of the drop counters {blocked_by} moved).")
         before = self.drops.get(reason, 0)
-        return AttackResult(attack, _profile(self.server), False, f"{why_blocked} (drops[{reason!r}] "
-                            f"{before} -> {self.server.stats['drops'][reason]}).", {"drop": reason})
+        return AttackResult(attack, profile, False, f"{why_blocked}; drops[{reason!r}] went "
+                            f"{before} -> {self.server.stats['drops'][reason]}.", {"drop": reason})
 
 
 def _token(data: bytes) -> bytes:
@@ -407,17 +409,21 @@ def keystream_reuse(known: bytes, known_plaintext: bytes, target: bytes) -> Atta
     evidence = {"xor": mixed, "recovered": recovered}
     if _is_legacy_datagram(known):
         return AttackResult("keystream reuse", legacy.NAME, _readable(recovered),
-                            "one AES key and one fixed IV per session: the first block of every message is XORed "
-                            f"with the same keystream, so the known message gives away {recovered!r}", evidence)
+                            "One AES key and one fixed IV per session: the first block of every message is XORed "
+                            f"with the same keystream, so the known message gives away {recovered!r}.", evidence)
     seqs = [Datagram.decode(d).seq for d in (known, target)]
     return AttackResult("keystream reuse", "TCRP/2", _readable(recovered),
-                        f"each datagram's nonce is 0000|seq (seq {seqs[0]} and {seqs[1]}, TCRP.md §4), so no "
-                        f"keystream repeats and the XOR gives noise: {recovered!r}", evidence)
+                        f"Each datagram's nonce is 0000|seq (seq {seqs[0]} and {seqs[1]}, TCRP.md §4), so no "
+                        f"keystream repeats and the XOR gives noise: {recovered!r}.", evidence)
 
 
 def flip(data: bytes, offset: int, old: bytes, new: bytes) -> bytes:
     """A copy of datagram ``data`` whose ciphertext bits are flipped so that the plaintext ``old`` at
-    ``offset`` (in the message) would decrypt to ``new``. The attacker needs to know only where."""
+    ``offset`` (in the message) would decrypt to ``new``. The attacker needs to know only where.
+
+    In AES-CFB a flipped ciphertext bit flips the same plaintext bit and garbles the *next* block
+    (its keystream is AES of this block's ciphertext): in the last block nothing else changes.
+    """
     if len(old) != len(new):
         raise ValueError("old and new must have the same length: a flip changes bits, not lengths")
     at = _body_at(data) + offset
@@ -436,8 +442,8 @@ def bit_flip(server: Any, relay: UdpRelay, packet: Packet, offset: int, old: byt
     relay.inject(flip(packet.data, offset, old, new), packet.client)
     return watch.outcome(
         "bit flip", token=_token(packet.data), blocked_by=("bad_tag",),
-        why_blocked="the AEAD tag did not verify, so the server dropped the datagram unread (TCRP.md §4)",
-        why_worked="AES-CFB has no integrity check: the flipped bits came out flipped, and the server",
+        why_blocked="The AEAD tag did not verify, so the server dropped the datagram unread (TCRP.md §4)",
+        why_worked="AES-CFB has no integrity check: the flipped ciphertext bits came out as flipped plaintext bits.",
         timeout=timeout)
 
 
@@ -447,8 +453,8 @@ def replay(server: Any, relay: UdpRelay, packet: Packet, *, timeout: float = 5.0
     relay.inject(packet.data, packet.client)
     return watch.outcome(
         "replay", token=_token(packet.data), blocked_by=("replayed",),
-        why_blocked="its seq was already in the session's 64-wide replay window (TCRP.md §4)",
-        why_worked="nothing in a TCRP/1 datagram tells a copy from the original, so the server",
+        why_blocked="Its seq was already in the session's 64-wide replay window (TCRP.md §4)",
+        why_worked="Nothing in a TCRP/1 datagram tells a copy from the original.",
         timeout=timeout)
 
 
@@ -468,9 +474,8 @@ def steal_token(server: Any, packet: Packet, attacker: socket.socket, *, text: b
         if len(text) > len(keystream):
             raise ValueError(f"{len(keystream)} bytes of keystream can encrypt at most {len(keystream)} bytes of text")
         attacker.sendto(packet.data[: _body_at(packet.data)] + xor(text, keystream), target)
-        result = watch.outcome("token theft", token=token, peer=peer, blocked_by=(), why_blocked="",
-                               why_worked="the token travels in clear and is all the server checks, so it",
-                               timeout=timeout)
+        result = watch.outcome("token theft", token=token, peer=peer, timeout=timeout,
+                               why_worked="The token travels in clear and is all the server checks.")
         session = server.profile.sessions.get(token)
         if result.succeeded and session is not None:
             result = replace(result, explanation=result.explanation + f" {session.username}'s traffic now goes to "
@@ -482,13 +487,13 @@ def steal_token(server: Any, packet: Packet, attacker: socket.socket, *, text: b
     d = Datagram.decode(packet.data)
     attacker.sendto(Datagram(d.room, d.token, d.seq + 1000, d.ciphertext, d.tag).encode(), target)
     result = watch.outcome("token theft", token=token, blocked_by=("bad_tag", "replayed", "unknown_token"),
-                           why_blocked="the token names a session but is no key: the datagram did not authenticate, "
+                           why_blocked="The token names a session but is no key: the datagram did not authenticate, "
                            "and only an authenticated datagram moves a member's address (TCRP.md §4)",
-                           why_worked="", timeout=timeout)
+                           timeout=timeout)
     after = member.address if member else None
     evidence = {**result.evidence, "address_before": before, "address_after": after}
     if after != before:
-        return replace(result, succeeded=True, explanation=f"the member's address moved from {before} to {after}",
+        return replace(result, succeeded=True, explanation=f"The member's address moved from {before} to {after}",
                        evidence=evidence)
     return replace(result, explanation=result.explanation + f" The member's address stayed {before}.",
                    evidence=evidence)
@@ -500,7 +505,8 @@ def hijack_room(server: Any, room: str, username: str = "mallory", password: str
     attacker's member of the room (close it when done)."""
     if _profile(server) == legacy.NAME:
         old = server.profile.rooms.get(room)
-        cut_off = [server.profile.sessions[t].username for t in old.tokens if t in server.profile.sessions] if old else []
+        sessions = server.profile.sessions
+        cut_off = [sessions[t].username for t in old.tokens if t in sessions] if old else []
         client = legacy.LegacyClient.create_room(server.address, room, username, password, timeout=timeout)
         return AttackResult("room hijack", legacy.NAME, True,
                             f"CREATE_ROOM over an existing room replaces it: {username} now holds {room!r} with a "
@@ -512,8 +518,8 @@ def hijack_room(server: Any, room: str, username: str = "mallory", password: str
         client = ChatClient.create_room(server.address, room, username, password, timeout=timeout)
     except RoomExists as exc:
         return AttackResult("room hijack", _profile(server), False,
-                            f"the server answered room_exists ({exc}), as TCRP.md §3 requires", {"error": exc})
-    return AttackResult("room hijack", _profile(server), True, f"created {room!r}: it did not exist",
+                            f"The server answered room_exists ({exc}), as TCRP.md §3 requires.", {"error": exc})
+    return AttackResult("room hijack", _profile(server), True, f"Created {room!r}: it did not exist.",
                         {"client": client})
 
 
