@@ -22,7 +22,7 @@ Everything runs on loopback against a server you started. The tools:
   ========================= ============================================ =====================================
 
 The result of an attack comes from what the server did: on TCRP/1 the relay record of what it passed
-on (:attr:`LegacyProfile.relayed <tcrp_lab.legacy.LegacyProfile.relayed>`), on TCRP/2 the drop counter
+on (:meth:`LegacyProfile.relayed_after <tcrp_lab.legacy.LegacyProfile.relayed_after>`), on TCRP/2 the drop counter
 that moved (``server.stats["drops"]``).
 """
 
@@ -359,12 +359,13 @@ class _Watch:
         self.server = server
         self.legacy = _profile(server) == legacy.NAME
         self.drops = dict(server.stats["drops"])
-        self.mark = server.profile.relayed[-1].index if self.legacy and server.profile.relayed else 0
+        done = server.profile.relayed_after() if self.legacy else []
+        self.mark = done[-1].index if done else 0
 
     def relayed(self, token: bytes, peer: Address | None = None) -> legacy.Relayed | None:
         """The first datagram of session ``token`` (from ``peer``) the legacy relay passed on since."""
-        return next((r for r in list(self.server.profile.relayed) if r.index > self.mark and r.token == token
-                     and (peer is None or r.peer == peer)), None)
+        return next((r for r in self.server.profile.relayed_after(self.mark)
+                     if r.token == token and (peer is None or r.peer == peer)), None)
 
     def dropped(self, reasons: tuple[str, ...]) -> str | None:
         """The first of ``reasons`` whose drop counter moved since."""

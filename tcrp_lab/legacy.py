@@ -216,6 +216,11 @@ class LegacyProfile:
         self._lock = threading.Lock()
         log.warning(WARNING)
 
+    def relayed_after(self, index: int = 0) -> list[Relayed]:
+        """The relay records with an index above ``index`` (safe to call from any thread)."""
+        with self._lock:
+            return [r for r in self.relayed if r.index > index]
+
     # --- TCP: handshake, then create, or list-then-join ----------------------------------------
 
     def handle_connection(self, io: FramedSocket, peer: tuple[str, int]) -> None:
@@ -232,7 +237,9 @@ class LegacyProfile:
             token = self._create(first, key, iv)
             self._reply(io, peer, key, iv, token, "complete")
         elif first.operation is Operation.JOIN_ROOM:
-            self._reply(io, peer, key, iv, repr(list(self.rooms)).encode("utf-8"), "response")
+            with self._lock:
+                names = list(self.rooms)
+            self._reply(io, peer, key, iv, repr(names).encode("utf-8"), "response")
             try:
                 second = self._receive(io, peer, key, iv)
             except ConnectionClosed:
@@ -460,7 +467,11 @@ class LegacyClient:
         self.sock.settimeout(0.2)
         self._thread = threading.Thread(target=self._run, name=f"tcrp1-client-{username}", daemon=True)
         self._thread.start()
-        self.send_text(join_notice(username))
+        try:
+            self.send_text(join_notice(username))
+        except OSError:
+            self.close()
+            raise
 
     @classmethod
     def create_room(cls, address: ServerAddress | tuple | str, room: str, username: str, password: str = "", *,

@@ -178,7 +178,7 @@ def test_datagrams_are_relayed_to_every_member_under_each_ones_key_and_fixed_iv(
     # Byte for byte what §6 says bob gets: bob's token, the text under bob's key and the same IV as always.
     assert b_sock.recv(4096) == datagram("lab", bob.token, bob.key, bob.iv, "alice: hello")
     assert a_sock.recv(4096) == sent                             # the sender gets its copy too
-    assert [r.text for r in server.profile.relayed][-1] == "alice: hello"
+    assert server.profile.relayed_after()[-1].text == "alice: hello"
 
 
 def test_legacy_client_creates_joins_lists_and_chats(server):
