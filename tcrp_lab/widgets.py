@@ -8,28 +8,32 @@ A learner opens one from a cell, twice side by side to chat with themself::
 The panel is a view and holds no protocol logic: it owns a ChatClient and shows what it sees.
 Two things shape the code:
 
-* The client calls ``on_message`` / ``on_event`` from its receive thread. Since ipykernel 7,
-  output printed from a thread is not routed to a cell, so the panel only ever *sets widget
-  traits* (an HTML widget's ``value``, a layout's ``display``) — never ``with output:`` — and it
-  does so under one lock, because ipywidgets' own state syncing is not thread-safe.
+* The client calls ``on_message`` / ``on_event`` (and its trace) from its receive thread. Since
+  ipykernel 7, output printed from a thread is not routed to a cell, so the panel only ever
+  *sets widget traits* (an HTML widget's ``value``, a layout's ``display``) — never
+  ``with output:`` — and does so under one lock, because ipywidgets' state syncing is not
+  thread-safe.
 * A callback is only a signal that something changed: the panel re-renders from the client's
   ``log`` and ``members``, so a message delivered without a callback (history at the welcome) is
   still shown, and a late callback from a client the panel has already left is ignored.
 
+Nothing blocks a cell: creating or joining is one TCP exchange inside the button's handler.
 This is the only module of the package that imports ipywidgets.
 """
 
 from __future__ import annotations
 
 import html
+import io
 import itertools
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
+from rich.console import Console
+from rich.terminal_theme import SVG_EXPORT_THEME
 
 from .client import (
     ChatClient, ChatMessage, FingerprintMismatch, InvalidName, NoSuchRoom, RoomEvent, RoomExists, RoomFull,
@@ -37,12 +41,14 @@ from .client import (
 )
 from .net import ServerAddress, parse_address
 from .protocol import ProtocolError
+from .trace import PacketEvent, Trace, render_line
 
 __all__ = ["ChatPanel", "explain_error"]
 
 HISTORY = 50          #: room messages a newcomer is shown from before they joined
 SHOWN = 200           #: chat lines kept on screen
-TRACE_LINES = 300     #: packet lines kept in the trace pane
+TRACE_LINES = 120     #: packet lines shown in the trace pane (the panel's Trace keeps more)
+TRACE_REFRESH = 0.2   #: seconds between trace pane updates: a burst of packets is one update
 _panel_ids = itertools.count(1)
 
 _CLOSED_BECAUSE = {
@@ -50,7 +56,7 @@ _CLOSED_BECAUSE = {
     "host_timeout": "its host was inactive for too long",
     "server_shutdown": "the server shut down",
 }
-_STATE = {
+_STATE = {   # client.state -> what the status line says, in which colour
     "joining": ("connecting…", "#b26b00"),
     "joined": ("connected", "#1a7f37"),
     "left": ("left", "#666"),
@@ -88,7 +94,7 @@ def explain_error(exc: BaseException, room: str = "", username: str = "") -> str
     return f"Something went wrong: {exc!r}"
 
 
-def _classed(widget: widgets.Widget, *classes: str) -> Any:
+def _classed(widget: Any, *classes: str) -> Any:
     for name in classes:
         widget.add_class(name)
     return widget
@@ -112,36 +118,46 @@ class ChatPanel(widgets.VBox):
         self._lock = threading.RLock()
         self._client: ChatClient | None = None
         self._session: object | None = None      # identifies the current client's callbacks
-        self._trace_lines: deque[str] = deque(maxlen=TRACE_LINES)
+        self._choices: dict[str, widgets.Button] = {}
+        self._trace: Trace | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        self._trace_timer: threading.Timer | None = None
+        self._trace_html: dict[int, str] = {}    # id(event) -> its line, for the events on screen
+        self._console = Console(record=True, file=io.StringIO(), width=160, color_system="truecolor",
+                                force_terminal=True)
 
         # --- the join view ---
-        wide = widgets.Layout(width="100%")
         label = {"description_width": "72px"}
+
+        def wide() -> widgets.Layout:   # the container's width (100% would overflow by the widget's margin)
+            return widgets.Layout(width="auto")
+
         self.username = _classed(widgets.Text(value=username or "", description="Username", placeholder="your name",
-                                              layout=wide, style=label), "tcrp-username")
+                                              layout=wide(), style=label), "tcrp-username")
         self.mode = _classed(widgets.ToggleButtons(options=[("Create a room", "create"), ("Join a room", "join")],
                                                    value="create", style={"button_width": "130px"}), "tcrp-mode")
-        self.room = _classed(widgets.Text(value=room, description="Room", placeholder="room name", layout=wide,
-                                          style=label), "tcrp-room")
-        self.rooms = _classed(widgets.Select(options=[], rows=4, description="Rooms", layout=wide, style=label),
-                              "tcrp-rooms")
         self.refresh_button = _classed(widgets.Button(description="Refresh", icon="refresh",
                                                       tooltip="ask the server for its rooms",
                                                       layout=widgets.Layout(width="96px")), "tcrp-refresh")
-        self.password = _classed(widgets.Password(description="Password", layout=wide, style=label),
+        self.rooms = _classed(widgets.VBox(layout=widgets.Layout(max_height="128px", overflow="auto", width="auto")),
+                              "tcrp-rooms")
+        self.room = _classed(widgets.Text(value=room, description="Room", placeholder="room name", layout=wide(),
+                                          style=label), "tcrp-room")
+        self.password = _classed(widgets.Password(description="Password", layout=wide(), style=label),
                                  "tcrp-password")
         self.go = _classed(widgets.Button(button_style="primary", layout=widgets.Layout(width="140px")), "tcrp-go")
         self.notice = _classed(widgets.HTML(), "tcrp-notice")
+        rooms_header = widgets.HBox([
+            widgets.HTML("<span style='font-size:13px'>Rooms on the server (click one to join it):</span>",
+                         layout=widgets.Layout(flex="1")),
+            self.refresh_button], layout=widgets.Layout(width="auto", align_items="center"))
         self.join_view = _classed(widgets.VBox([
-            self.username, self.mode, self.room,
-            widgets.HBox([self.rooms, self.refresh_button], layout=wide),
-            self.password, self.go, self.notice,
+            self.username, self.mode, rooms_header, self.rooms, self.room, self.password, self.go, self.notice,
         ]), "tcrp-join-view")
 
         # --- the chat view ---
         self.status = _classed(widgets.HTML(), "tcrp-status")
-        self.messages = _classed(widgets.HTML(layout=widgets.Layout(width="100%")), "tcrp-messages")
+        self.messages = _classed(widgets.HTML(layout=wide()), "tcrp-messages")
         self.members = _classed(widgets.HTML(), "tcrp-members")
         self.input = _classed(widgets.Text(placeholder="Type a message — Enter sends", layout=widgets.Layout(flex="1")),
                               "tcrp-input")
@@ -150,37 +166,34 @@ class ChatPanel(widgets.VBox):
         self.leave_button = _classed(widgets.Button(description="Leave", button_style="warning", icon="sign-out",
                                                     layout=widgets.Layout(width="96px")), "tcrp-leave")
         self.chat_notice = _classed(widgets.HTML(), "tcrp-chat-notice")
-        self.trace_toggle = _classed(widgets.ToggleButton(value=trace, description="Packets", icon="list",
-                                                          tooltip="show the packets this panel's client sends and "
-                                                                  "receives", layout=widgets.Layout(width="96px")),
-                                     "tcrp-trace-toggle")
-        self.trace_view = _classed(widgets.HTML(layout=widgets.Layout(display="flex" if trace else "none",
-                                                                      width="100%")), "tcrp-trace")
+        self.trace_toggle = _classed(widgets.ToggleButton(
+            value=trace, description="Packets", icon="list", layout=widgets.Layout(width="96px"),
+            tooltip="show the packets this panel's client sends and receives"), "tcrp-trace-toggle")
+        self.trace_view = _classed(widgets.HTML(layout=widgets.Layout(  # hidden: long lines scroll, not widen
+            display="flex" if trace else "none", width="auto", overflow="hidden")), "tcrp-trace")
         self.chat_view = _classed(widgets.VBox([
             self.status, self.messages, self.members,
-            widgets.HBox([self.input, self.send_button], layout=wide),
+            widgets.HBox([self.input, self.send_button], layout=wide()),
             self.chat_notice,
             widgets.HBox([self.leave_button, self.trace_toggle]),
             self.trace_view,
         ], layout=widgets.Layout(display="none")), "tcrp-chat-view")
 
         self.title = widgets.HTML(
-            f"<div style='font-weight:600;font-size:14px'>💬 TCRP chat "
-            f"<span style='font-weight:400;color:var(--jp-ui-font-color2,#666);font-size:12px'>"
+            "<div style='font-weight:600;font-size:14px'><i class='fa fa-comments'></i> TCRP chat "
+            "<span style='font-weight:400;color:var(--jp-ui-font-color2,#666);font-size:12px'>"
             f"· server {html.escape(self.address.host)}:{self.address.tcp_port}</span></div>")
         super().__init__([self.title, self.join_view, self.chat_view], layout=widgets.Layout(
-            width="450px", padding="8px 10px", margin="4px",
-            border="1px solid var(--jp-border-color1, #ccc)"))
+            width="450px", padding="8px 10px", margin="4px", border="1px solid var(--jp-border-color1, #ccc)"))
         _classed(self, "tcrp-panel", f"tcrp-panel-{self.panel_id}")
 
         self.mode.observe(lambda change: self._mode_changed(), "value")
-        self.rooms.observe(self._room_picked, "value")
         self.refresh_button.on_click(lambda _: self.refresh_rooms())
         self.go.on_click(lambda _: self.enter())
         self.input.on_msg(self._input_msg)
         self.send_button.on_click(lambda _: self.submit())
         self.leave_button.on_click(lambda _: self.leave())
-        self.trace_toggle.observe(lambda change: self._render_trace(), "value")
+        self.trace_toggle.observe(lambda change: self._show_trace(), "value")
         self._mode_changed()
         self.refresh_rooms()
 
@@ -198,43 +211,60 @@ class ChatPanel(widgets.VBox):
         """The ChatClient of the room this panel is in (None on the join view)."""
         return self._client
 
+    @property
+    def trace(self) -> Trace | None:
+        """The packets of this panel's client (the current room, or the last one): ``explain(panel.trace[-1])``."""
+        return self._trace
+
     def __repr__(self) -> str:
         # Stable on purpose: nbval compares a widget's text/plain output.
         return f"ChatPanel({self.address.host}:{self.address.tcp_port})"
 
     def close(self) -> None:
         """Leave the room (if in one) and close the widget."""
-        self.leave()
+        self.leave(refresh=False)
+        with self._lock:
+            if self._trace_timer is not None:
+                self._trace_timer.cancel()
         super().close()
 
     # --- the join view --------------------------------------------------------------------------
 
     def refresh_rooms(self) -> None:
-        """Ask the server for its rooms and show them (member counts, 🔒 for a password)."""
+        """Ask the server for its rooms and list them, with member counts and a lock if they need a password."""
         try:
             rooms = ChatClient.list_rooms(self.address, fingerprint=self.fingerprint)
         except (TcrpError, ProtocolError, OSError) as exc:
             self._say(f"Could not list the rooms: {explain_error(exc)}", "error")
             return
-        options = [(f"{'🔒' if r.has_password else '   '} {r.name} · {r.members} member{'s' * (r.members != 1)}",
-                    r.name) for r in sorted(rooms, key=lambda r: r.name)]
+        choices = {}
+        for info in sorted(rooms, key=lambda r: r.name):
+            choice = widgets.Button(
+                description=f"{info.name} · {info.members} member{'s' * (info.members != 1)}",
+                icon="lock" if info.has_password else "comments", layout=widgets.Layout(width="auto", flex="none"),
+                tooltip="needs a password" if info.has_password else "open to anyone")
+            choice.on_click(lambda _, name=info.name: self.pick_room(name))
+            lock = "tcrp-locked" if info.has_password else "tcrp-open"
+            choices[info.name] = _classed(choice, "tcrp-room-choice", lock)
+        empty = widgets.HTML("<i style='font-size:12px;color:#888'>No rooms yet: create one.</i>")
         with self._lock:
-            self.rooms.unobserve(self._room_picked, "value")
-            try:
-                self.rooms.options = options
-                self.rooms.value = None
-            finally:
-                self.rooms.observe(self._room_picked, "value")
+            old = self.rooms.children
+            self._choices = choices
+            self.rooms.children = tuple(choices.values()) or (empty,)
+        for widget in old:
+            widget.close()
 
-    def _room_picked(self, change: dict) -> None:
-        if change["new"]:
-            self.room.value = change["new"]
-            self.mode.value = "join"
+    def pick_room(self, name: str) -> None:
+        """Fill the form to join room ``name`` (what clicking a room in the list does)."""
+        self.room.value = name
+        self.mode.value = "join"
+        for room, choice in self._choices.items():
+            choice.button_style = "info" if room == name else ""
 
     def _mode_changed(self) -> None:
         create = self.mode.value == "create"
         self.go.description = "Create room" if create else "Join room"
-        self.password.placeholder = "empty for an open room" if create else "if the room has a 🔒"
+        self.password.placeholder = "empty for an open room" if create else "needed if the room has a lock"
 
     def enter(self) -> None:
         """Create or join the room the form describes (what the button does)."""
@@ -250,14 +280,14 @@ class ChatPanel(widgets.VBox):
                 return
             self._session = session
             self.go.disabled = True
-        self._say(f"{'Creating' if create else 'Joining'} “{html.escape(room)}”…", "info", escape=False)
+        self._say(f"{'Creating' if create else 'Joining'} “{room}”…", "info")
         trace = self._start_trace()
         open_room = ChatClient.create_room if create else ChatClient.join_room
         try:
             client = open_room(self.address, room, username, password, fingerprint=self.fingerprint, history=HISTORY,
                                trace=trace, on_message=lambda _: self._changed(session),
                                on_event=lambda event: self._event(session, event))
-        except Exception as exc:  # shown in the panel, not raised into a button callback
+        except Exception as exc:  # shown in the panel, never raised into a button callback
             with self._lock:
                 self._session = None
                 self.go.disabled = False
@@ -278,7 +308,7 @@ class ChatPanel(widgets.VBox):
     # --- the chat view --------------------------------------------------------------------------
 
     def _input_msg(self, widget: Any, content: dict, buffers: Any) -> None:
-        # The Text widget's frontend sends {"event": "submit"} on Enter (on_submit without the deprecation).
+        # The Text widget's frontend sends {"event": "submit"} on Enter (on_submit, minus its deprecation).
         if content.get("event") == "submit":
             self.submit()
 
@@ -296,16 +326,17 @@ class ChatPanel(widgets.VBox):
         self.input.value = ""
         self.chat_notice.value = ""
 
-    def leave(self) -> None:
+    def leave(self, refresh: bool = True) -> None:
         """Leave the room (a host leaving closes it) and go back to the join view."""
         with self._lock:
             client, session = self._client, self._session
         if client is None:
             return
-        note = "You were its host, so the room is now closed." if client.is_host else ""
-        self._end(session, f"You left “{html.escape(client.room)}”. {note}", "info")
+        note = " You were its host, so the room is now closed." if client.is_host else ""
+        self._end(session, f"You left “{client.room}”.{note}", "info")
         client.leave()
-        self.refresh_rooms()
+        if refresh:
+            self.refresh_rooms()
 
     def _changed(self, session: object) -> None:
         with self._lock:
@@ -323,80 +354,114 @@ class ChatPanel(widgets.VBox):
             self._changed(session)
 
     def _end(self, session: object | None, notice: str, kind: str) -> None:
-        """The membership of ``session`` is over: back to the join view with ``notice``."""
+        """The membership of ``session`` is over: back to the join view, saying why."""
         with self._lock:
             if session is None or session is not self._session:
                 return
             client, self._client, self._session = self._client, None, None
             self.chat_view.layout.display = "none"
             self.join_view.layout.display = "flex"
-            self.notice.value = _notice(notice, kind, escape=False)
+            self.notice.value = _notice(notice, kind)
         self._stop_trace()
         if client is not None and client.state not in ("joining", "joined"):
-            client.close()   # room closed or kicked: the receive thread is ending; free the socket
+            client.close()   # closed or kicked: the receive thread is ending; free the socket
 
-    # --- rendering (any thread, lock held) -------------------------------------------------------
+    # --- rendering (any thread) -----------------------------------------------------------------
 
     def _render(self) -> None:
-        client = self._client
-        if client is None:
-            return
-        items = list(client.log)[-SHOWN:]
-        members = list(client.members)
-        state, colour = _STATE.get(client.state, (client.state, "#666"))
-        role = "host" if client.is_host else "guest"
-        self.status.value = (
-            f"<div style='font-size:12px'>Room <b>{html.escape(client.room)}</b> · you are "
-            f"<b>{html.escape(client.username)}</b> ({role}) · "
-            f"<span style='color:{colour}'>● {state}</span></div>")
-        lines = "".join(_render_item(item) for item in reversed(items))   # column-reverse: newest at the bottom
-        empty = "<div style='color:#888;text-align:center;margin:auto'>No messages yet — say hello!</div>"
-        self.messages.value = (
-            "<div style='height:240px;overflow-y:auto;display:flex;flex-direction:column-reverse;gap:4px;"
-            "padding:6px;border:1px solid var(--jp-border-color2,#ddd);border-radius:4px;"
-            f"background:var(--jp-layout-color1,#fff)'>{lines or empty}</div>")
-        names = ", ".join(html.escape(m) + (" (you)" if m == client.username else "") for m in members)
-        self.members.value = f"<div style='font-size:12px;color:var(--jp-ui-font-color1,#333)'>" \
-                             f"<b>Members ({len(members)}):</b> {names}</div>"
-
-    def _say(self, text: str, kind: str, escape: bool = True) -> None:
         with self._lock:
-            self.notice.value = _notice(text, kind, escape)
+            client = self._client
+            if client is None:
+                return
+            items, members = list(client.log)[-SHOWN:], list(client.members)
+            state, colour = _STATE.get(client.state, (client.state, "#666"))
+            self.status.value = (
+                f"<div style='font-size:12px'>Room <b>{html.escape(client.room)}</b> · you are "
+                f"<b>{html.escape(client.username)}</b> ({'host' if client.is_host else 'guest'}) · "
+                f"<span style='color:{colour}'>● {state}</span></div>")
+            lines = "".join(_render_item(item) for item in reversed(items))   # column-reverse: newest at the bottom
+            empty = "<div style='color:#888;text-align:center;margin:auto'>No messages yet: say hello!</div>"
+            self.messages.value = (
+                "<div style='box-sizing:border-box;width:100%;height:240px;overflow-y:auto;display:flex;"
+                "flex-direction:column-reverse;gap:4px;padding:6px;border:1px solid var(--jp-border-color2,#ddd);"
+                "line-height:1.35;"
+                f"border-radius:4px;background:var(--jp-layout-color1,#fff)'>{lines or empty}</div>")
+            names = ", ".join(html.escape(m) + (" (you)" if m == client.username else "") for m in members)
+            self.members.value = (f"<div style='font-size:12px;color:var(--jp-ui-font-color1,#333)'>"
+                                  f"<b>Members ({len(members)}):</b> {names}</div>")
+
+    def _say(self, text: str, kind: str) -> None:
+        with self._lock:
+            self.notice.value = _notice(text, kind)
 
     # --- the packet trace pane ------------------------------------------------------------------
 
-    def _start_trace(self) -> Any:
-        """A Trace for the next client, feeding the pane (None if tcrp_lab.trace is unavailable)."""
-        return None
+    def _start_trace(self) -> Trace:
+        """A fresh Trace for the next client; the pane follows it."""
+        trace = Trace(limit=10 * TRACE_LINES)
+        with self._lock:
+            self._stop_trace()
+            self._trace, self._trace_html = trace, {}
+            self._unsubscribe = trace.subscribe(lambda event: self._packet(trace))
+            self.trace_view.value = ""
+        return trace
 
     def _stop_trace(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
+        with self._lock:
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+                self._unsubscribe = None
+
+    def _packet(self, trace: Trace) -> None:
+        """A packet passed (any thread): schedule one pane update soon, unless one is pending."""
+        with self._lock:
+            if trace is not self._trace or not self.trace_toggle.value or self._trace_timer is not None:
+                return
+            self._trace_timer = threading.Timer(TRACE_REFRESH, self._render_trace)
+            self._trace_timer.daemon = True
+            self._trace_timer.start()
+
+    def _show_trace(self) -> None:
+        with self._lock:
+            self.trace_view.layout.display = "flex" if self.trace_toggle.value else "none"
+        self._render_trace()
 
     def _render_trace(self) -> None:
         with self._lock:
-            shown = self.trace_toggle.value
-            self.trace_view.layout.display = "flex" if shown else "none"
+            self._trace_timer = None
+            if self._trace is None or not self.trace_toggle.value:
+                return
+            events = self._trace.events[-TRACE_LINES:]
+            self._trace_html = {id(e): self._trace_html.get(id(e)) or self._line_html(e) for e in events}
+            lines = "".join(self._trace_html[id(e)] for e in reversed(events))   # column-reverse again
+            bg, fg = SVG_EXPORT_THEME.background_color.hex, SVG_EXPORT_THEME.foreground_color.hex
+            self.trace_view.value = (
+                "<div style='box-sizing:border-box;width:100%;height:200px;overflow:auto;display:flex;"
+                f"flex-direction:column-reverse;background:{bg};color:{fg};border-radius:4px;padding:4px 6px;"
+                f"font:10.5px/1.35 var(--jp-code-font-family,monospace);white-space:pre-line;"
+                f"overflow-wrap:anywhere'>{lines}</div>")
+
+    def _line_html(self, event: PacketEvent) -> str:
+        """One packet's line (tcrp_lab.trace.render_line) as HTML; rich escapes the text."""
+        self._console.print(render_line(event), soft_wrap=True)
+        code = self._console.export_html(inline_styles=True, code_format="{code}", clear=True, theme=SVG_EXPORT_THEME)
+        return f"<div style='padding-left:2em;text-indent:-2em'>{code.rstrip()}</div>"   # wrapped lines indented
 
 
-def _notice(text: str, kind: str, escape: bool = True) -> str:
+def _notice(text: str, kind: str) -> str:
     if not text:
         return ""
-    colour = {"error": "#b42318", "info": "var(--jp-ui-font-color1,#333)"}[kind]
-    icon = "⚠️ " if kind == "error" else ""
-    body = html.escape(text) if escape else text
-    return f"<div style='color:{colour};font-size:13px;padding:2px 0'>{icon}{body}</div>"
+    colour = "#b42318" if kind == "error" else "var(--jp-ui-font-color1,#333)"
+    icon = "⚠ " if kind == "error" else ""
+    return f"<div style='color:{colour};font-size:13px;line-height:1.4;padding:4px 0'>{icon}{html.escape(text)}</div>"
 
 
 def _render_item(item: ChatMessage | RoomEvent) -> str:
     """One chat line as HTML; everything from the network is escaped."""
     if isinstance(item, ChatMessage):
         when = time.strftime("%H:%M:%S", time.localtime(item.ts))
-        if item.mine:
-            cls, align, bg = "tcrp-msg tcrp-mine", "flex-end", "#d3f0dc"
-        else:
-            cls, align, bg = "tcrp-msg tcrp-theirs", "flex-start", "#e8eefb"
+        cls, align, bg = (("tcrp-msg tcrp-mine", "flex-end", "#d3f0dc") if item.mine
+                          else ("tcrp-msg tcrp-theirs", "flex-start", "#e8eefb"))
         return (f"<div class='{cls}' style='align-self:{align};max-width:85%;background:{bg};color:#1f2328;"
                 f"border-radius:8px;padding:3px 8px'><div style='font-size:11px;color:#57606a'>"
                 f"<b>{html.escape(item.sender)}</b> · {when}</div>"

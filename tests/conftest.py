@@ -32,3 +32,34 @@ def wait_for(condition: Callable[[], object], timeout: float = 5.0, what: str = 
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
+
+
+# --- browser fixtures (tests/test_browser.py) -------------------------------------------------
+
+# tests/notebooks/ holds notebooks the browser test opens in JupyterLab; they are not lessons for nbval.
+collect_ignore = ["notebooks"]
+
+CHROMIUM = "/usr/bin/chromium"   # Debian's (make system-deps installs it); a browser is never downloaded
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """Debian's Chromium, or a failure saying how to install it (never a silent skip)."""
+    if not (Path(CHROMIUM).is_file() and Path(CHROMIUM).stat().st_mode & 0o111):
+        pytest.fail(f"{CHROMIUM} is missing: the browser tests drive Debian's Chromium. Install it with "
+                    "`make system-deps` (or `sudo apt-get install -y chromium`), "
+                    "or deselect them with -m 'not browser'.")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def chromium_args() -> list[str]:
+    return list(CHROMIUM_ARGS)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(chromium_path: str) -> dict:
+    """For pytest-playwright's ``page``/``browser`` fixtures, if installed: launch Debian's Chromium."""
+    return {"executable_path": chromium_path, "args": list(CHROMIUM_ARGS)}
