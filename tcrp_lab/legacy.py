@@ -216,6 +216,11 @@ class LegacyProfile:
         self._lock = threading.Lock()
         log.warning(WARNING)
 
+    def counts(self) -> tuple[int, int]:
+        """(rooms, members) right now, as RoomRegistry.counts() gives them for TCRP/2."""
+        with self._lock:
+            return len(self.rooms), len(self.sessions)
+
     def relayed_after(self, index: int = 0) -> list[Relayed]:
         """The relay records with an index above ``index`` (safe to call from any thread)."""
         with self._lock:

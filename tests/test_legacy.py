@@ -124,7 +124,7 @@ def test_create_room_handshake_and_reply_are_those_of_section_6(server):
     room = server.profile.rooms["lab"]
     assert room.password == "hunter2"                            # kept in plain text: a §6 flaw
     assert server.profile.sessions[alice.token].username == "alice"
-    assert server.stats["joins"] == 1
+    assert server.stats["joins"] == 1 and server.profile.counts() == (1, 1)
 
 
 def test_each_connection_gets_a_new_rsa_key_as_the_original_did(server):
