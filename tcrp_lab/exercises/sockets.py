@@ -1,0 +1,210 @@
+"""Lesson 01 exercise: a length-prefixed frame reader that survives any chunking of a TCP stream.
+
+The learner writes a class whose objects have ``feed(data: bytes) -> list[bytes]``, the interface of
+:class:`tcrp_lab.protocol.FrameReader`: each call hands over whatever ``recv`` returned and gets back
+the frame bodies completed so far (``[]`` when none is). A frame is ``length u32 big-endian | body``
+with 1 <= length <= 65536; a length of 0 or over 65536 must raise an exception as soon as its four
+bytes arrive. :func:`check_frame_reader` feeds fresh readers the chunkings a real network produces
+and says, for the first feed that went wrong, what it returned and what was expected.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import random
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..protocol import FRAME_LENGTH_BYTES, MAX_FRAME
+from .common import CheckResult
+
+__all__ = ["check_frame_reader", "frame"]
+
+_GREEDY = " (a reader that waits for the body lets a peer make it hold up to 4 GiB)"
+TIME_LIMIT = 1.0   #: seconds a case may take before the checker calls it an endless loop
+
+
+def frame(body: bytes) -> bytes:
+    """``length u32 big-endian | body``: what the checker feeds (no limits checked, on purpose)."""
+    return len(body).to_bytes(FRAME_LENGTH_BYTES, "big") + body
+
+
+class _Refuse:
+    """Expected outcome of a feed: the reader must raise (a length it must not trust)."""
+
+    def __init__(self, why: str, note: str = ""):
+        self.why, self.note = why, note
+
+
+def _chunks(data: bytes, cuts: Sequence[int]) -> list[bytes]:
+    edges = [0, *cuts, len(data)]
+    return [data[a:b] for a, b in zip(edges, edges[1:])]
+
+
+def _random_chunks(data: bytes, seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    cuts = sorted(rng.sample(range(1, len(data)), 40))
+    return _chunks(data, cuts)
+
+
+def _cases() -> list[tuple[str, list[bytes], list[Any]]]:
+    """(description, chunks fed in order, what each feed must return or _Refuse)."""
+    hello, tcp = frame(b"hello"), frame(b"hello, TCP")
+    a, b, c = frame(b"first"), frame(b"second frame"), frame(b"third")
+    body300 = bytes(range(256)) + b"x" * 44
+    biggest = bytes(i % 251 for i in range(MAX_FRAME))
+    many = [f"message {i}".encode() * (i % 4 + 1) for i in range(20)]
+    many_stream = b"".join(frame(m) for m in many)
+    many_chunks = _random_chunks(many_stream, seed=1)
+    cases: list[tuple[str, list[bytes], list[Any]]] = [
+        ("one frame in one chunk", [hello], [[b"hello"]]),
+        ("two frames in one chunk", [a + b], [[b"first", b"second frame"]]),
+        ("one byte at a time", [tcp[i:i + 1] for i in range(len(tcp))], [[]] * (len(tcp) - 1) + [[b"hello, TCP"]]),
+        ("a frame split inside its 4 length bytes", _chunks(hello, [2]), [[], [b"hello"]]),
+        ("a frame split right after its length", _chunks(hello, [4]), [[], [b"hello"]]),
+        ("the end of one frame and the start of the next in one chunk", _chunks(a + b + c, [7, 19, 30]),
+         [[], [b"first"], [b"second frame"], [b"third"]]),
+        ("empty chunks (recv never returns them mid-stream, but feed(b'') must be harmless)",
+         [b"", hello, b""], [[], [b"hello"], []]),
+        ("a 300-byte body (its length needs two bytes: 00 00 01 2c)", _chunks(frame(body300), [3, 150]),
+         [[], [], [body300]]),
+        (f"the largest frame allowed ({MAX_FRAME:,} bytes) in 4096-byte chunks",
+         _chunks(frame(biggest), list(range(4096, len(biggest) + 4, 4096))),
+         [[]] * ((len(biggest) + 4) // 4096) + [[biggest]]),
+        ("20 frames in 41 random chunks", many_chunks, None),  # expected filled in below
+        ("a length of 0 (TCRP forbids empty frames)", [bytes(4)], [_Refuse("a length of 0", " (TCRP.md §2 allows 1-65,536)")]),
+        (f"a length of {MAX_FRAME + 1:,}, one over the limit (only its 4 length bytes are sent)",
+         [frame(bytes(MAX_FRAME + 1))[:4]], [_Refuse(f"a length over {MAX_FRAME:,}", _GREEDY)]),
+        ("a length of 4,294,967,295 (ff ff ff ff) followed by a little data", [b"\xff\xff\xff\xff", b"abc"],
+         [_Refuse(f"a length over {MAX_FRAME:,}", _GREEDY)]),
+    ]
+    # For the random chunking, each feed returns the frames whose last byte it brought.
+    ends, at = [], 0
+    for m in many:
+        at += FRAME_LENGTH_BYTES + len(m)
+        ends.append(at)
+    expected, fed, k = [], 0, 0
+    for chunk in many_chunks:
+        fed += len(chunk)
+        done = []
+        while k < len(ends) and ends[k] <= fed:
+            done.append(many[k])
+            k += 1
+        expected.append(done)
+    cases[9] = (cases[9][0], many_chunks, expected)
+    return cases
+
+
+def _show(value: Any) -> str:
+    """A short repr: long byte strings are abbreviated with their size."""
+    if isinstance(value, (bytes, bytearray)):
+        return repr(bytes(value)) if len(value) <= 24 else f"{bytes(value[:12])!r}… ({len(value):,} bytes)"
+    if isinstance(value, list):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _normalize(got: Any) -> list[bytes] | None:
+    """The frames a feed returned as a list of bytes, or None if it is not a list of byte strings."""
+    if isinstance(got, (bytes, bytearray, str)) or not isinstance(got, (list, tuple)):
+        return None
+    if not all(isinstance(x, (bytes, bytearray, memoryview)) for x in got):
+        return None
+    return [bytes(x) for x in got]
+
+
+class _Stop(BaseException):
+    """Raised inside a runaway case to stop it (a BaseException, so ``except Exception`` lets it go)."""
+
+
+def _run_bounded(fn: Callable[[], Any], limit: float) -> tuple[str, Any]:
+    """Run ``fn`` in a thread: ("ok", value), ("raised", exception) or ("timeout", None).
+
+    A case that does not finish in time gets an exception raised inside it, so an endless loop in
+    the learner's code neither hangs the notebook nor keeps eating the CPU.
+    """
+    outcome: list[tuple[str, Any]] = []
+
+    def target() -> None:
+        try:
+            outcome.append(("ok", fn()))
+        except _Stop:
+            pass
+        except Exception as exc:  # the learner's bug, reported by the caller
+            outcome.append(("raised", exc))
+
+    thread = threading.Thread(target=target, name="check-frame-reader", daemon=True)
+    thread.start()
+    thread.join(limit)
+    if thread.is_alive():
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(_Stop))
+        thread.join(1.0)
+        return ("timeout", None)
+    return outcome[0] if outcome else ("timeout", None)
+
+
+def _last_line(exc: BaseException) -> str:
+    return traceback.format_exception_only(type(exc), exc)[-1].strip()
+
+
+def _run_case(make: Callable[[], Any], chunks: list[bytes], expected: list[Any]) -> str | None:
+    """None if the reader did what was expected at every feed, else what went wrong, in words."""
+    reader = make()
+    if not callable(getattr(reader, "feed", None)):
+        return f"{type(reader).__name__} objects have no feed(data) method"
+    n = len(chunks)
+    for i, (chunk, want) in enumerate(zip(chunks, expected), 1):
+        where = f"feed #{i} of {n} ({_show(chunk)})" if n > 1 else f"feed({_show(chunk)})"
+        try:
+            got = reader.feed(chunk)
+        except Exception as exc:
+            if isinstance(want, _Refuse):
+                return None
+            return f"{where} raised {_last_line(exc)}, but the stream was valid"
+        if isinstance(want, _Refuse):
+            return (f"{where} returned {_show(got)}: it should refuse {want.why} by raising an exception as soon "
+                    f"as the 4 length bytes arrive{want.note}")
+        frames = _normalize(got)
+        if frames is None:
+            return (f"{where} returned {_show(got)}; feed must return a list of the frame bodies completed so "
+                    "far ([] when none is complete yet)")
+        if frames != want:
+            hint = ""
+            if frames and frames == [frame(w) for w in want]:
+                hint = " (you returned the 4 length bytes too: return the body only)"
+            elif not frames and want:
+                hint = " (the frame's last byte came with this chunk, so the frame is complete now)"
+            return f"{where} returned {_show(frames)}, expected {_show(want)}{hint}"
+    return None
+
+
+def check_frame_reader(reader_class: Callable[[], Any]) -> CheckResult:
+    """Check a frame reader class against odd chunkings of a TCP stream.
+
+    ``reader_class`` is the class itself (each case needs a fresh reader), whose objects have
+    ``feed(data: bytes) -> list[bytes]``. Returns a :class:`CheckResult` that says, for each
+    chunking that broke the reader, the first feed that went wrong.
+    """
+    result = CheckResult("Frame reader")
+    if not callable(reader_class):
+        hint = " — pass the class itself, not an object of it" if hasattr(reader_class, "feed") else ""
+        result.failures.append(f"check_frame_reader needs your reader class, got {_show(reader_class)}{hint}")
+        return result
+    cases = _cases()
+    for number, (description, chunks, expected) in enumerate(cases, 1):
+        status, value = _run_bounded(lambda: _run_case(reader_class, chunks, expected), TIME_LIMIT)
+        if status == "timeout":
+            result.failures.append(f"{description}: your reader did not return within {TIME_LIMIT:g} s "
+                                   "(an endless loop? each pass of a loop must consume bytes or stop); "
+                                   f"the other {len(cases) - number} case(s) were not run")
+            break
+        elif status == "raised":
+            result.failures.append(f"{description}: making a reader raised {_last_line(value)}")
+        elif value is not None:
+            result.failures.append(f"{description}: {value}")
+        else:
+            result.passed += 1
+    return result
