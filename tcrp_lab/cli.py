@@ -85,10 +85,6 @@ def server_main(argv: Sequence[str] | None = None) -> int:
         from .trace import LiveLog
 
         trace = LiveLog(Console())
-    if args.legacy:
-        from .legacy import WARNING
-
-        console.print(f"[bold red]{WARNING}[/]")
     try:
         server = ChatServer(args.host, args.tcp_port, args.udp_port, inactivity_timeout=args.timeout, key=key,
                             trace=trace, profile="legacy" if args.legacy else "secure").start()
@@ -98,7 +94,8 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     address = server.address
     console.print(f"[bold green]TCRP server ready[/] ({server.profile.name}) on [bold]{address.host}[/] "
                   f"tcp [bold]{address.tcp_port}[/], udp [bold]{address.udp_port}[/]")
-    console.print(f"key fingerprint [bold]{server.fingerprint}[/]  (students can pin it)")
+    if not args.legacy:  # TCRP/1 makes a new key per connection and has nothing to pin
+        console.print(f"key fingerprint [bold]{server.fingerprint}[/]  (students can pin it)")
     if args.host in ("0.0.0.0", ""):
         console.print("[yellow]Listening on every interface: anyone who can reach this machine can join.[/]")
     done = threading.Event()

@@ -138,7 +138,7 @@ class ChatServer:
     def stats(self) -> dict[str, Any]:
         """Counters right now: connections, rooms, members, datagrams in/out, drops by reason."""
         snap = self._stats.snapshot()
-        snap["rooms"], snap["members"] = self.registry.counts()
+        snap["rooms"], snap["members"] = getattr(self.profile, "counts", self.registry.counts)()
         return snap
 
     def start(self) -> ChatServer:
@@ -166,7 +166,7 @@ class ChatServer:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
-        log.info("TCRP/2 server listening on %s, key fingerprint %s", self.address, self.fingerprint)
+        log.info("%s server listening on %s, key fingerprint %s", self.profile.name, self.address, self.fingerprint)
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
