@@ -13,7 +13,7 @@ from tcrp_lab.client import ControlConnection, FingerprintMismatch, RetransmitTi
 from tcrp_lab.crypto import ServerKey, open_sealed
 from tcrp_lab.protocol import Datagram, Message
 from tests.conftest import wait_for
-from tests.lossy import LossyLink
+from tcrp_lab.attacks import UdpRelay
 
 KEY = ServerKey.demo()
 
@@ -94,8 +94,10 @@ def test_a_lost_room_message_is_recovered_with_resend(server):
     token, key = bytes.fromhex(complete["token"]), control.keys.udp_s2c
     dropped: set[int] = set()
 
-    def drop_first_copy(data: bytes) -> bool:
-        d = Datagram.decode(data)
+    def drop_first_copy(packet) -> bool:
+        if packet.direction != "s2c":
+            return False
+        d = Datagram.decode(packet.data)
         if d.token != token:
             return False
         message = json.loads(open_sealed(key, d.seq, d.ciphertext + d.tag, d.header))
@@ -104,7 +106,7 @@ def test_a_lost_room_message_is_recovered_with_resend(server):
             return True
         return False
 
-    link = LossyLink(("127.0.0.1", server.address.udp_port), drop_to_client=drop_first_copy)
+    link = UdpRelay(server.address, drop=drop_first_copy)
     bob = ChatClient(server.address, complete, control.keys, udp_via=link.address)
     assert bob.wait_joined(5)
     for n in range(5):
@@ -114,7 +116,7 @@ def test_a_lost_room_message_is_recovered_with_resend(server):
     assert len(dropped) == 5 and bob.stats["resend_requests"] >= 1
     for c in (alice, bob):
         c.close()
-    link.close()
+    link.stop()
 
 
 def test_history_shows_a_newcomer_what_was_said(server):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import threading
 import time
@@ -16,7 +17,7 @@ from tcrp_lab.client import NoSuchRoom, RoomExists, UsernameTaken, WrongPassword
 from tcrp_lab.crypto import ServerKey, seal
 from tcrp_lab.protocol import Chat, Datagram
 from tests.conftest import wait_for
-from tests.lossy import LossyLink
+from tcrp_lab.attacks import UdpRelay
 from tests.spec_client import SpecClient
 
 KEY = ServerKey.demo()  # made once: RSA key generation is not what these tests are about
@@ -163,7 +164,8 @@ def test_host_timeout_with_the_injected_clock_closes_the_room():
 
 
 def test_500_messages_over_a_lossy_path_arrive_once_and_in_order(server):
-    link = LossyLink(("127.0.0.1", server.address.udp_port), loss=0.2, seed=7)
+    loss = random.Random(7)
+    link = UdpRelay(server.address, drop=lambda packet: loss.random() < 0.2)  # 20 % each way
     try:
         clients = [ChatClient.create_room(server.address, "lossy", "u0", udp_via=link.address)]
         clients += [ChatClient.join_room(server.address, "lossy", f"u{i}", udp_via=link.address) for i in (1, 2, 3)]
@@ -179,13 +181,14 @@ def test_500_messages_over_a_lossy_path_arrive_once_and_in_order(server):
             assert [m.seq for m in got] == sorted(m.seq for m in got), "room order kept"
             for s in senders:
                 assert [m.text for m in got if m.sender == s.username] == [f"{s.username}:{n}" for n in range(per_sender)]
-        assert link.dropped["up"] > 50 and link.dropped["down"] > 50  # the path really was lossy
+        for direction in ("c2s", "s2c"):  # the path really was lossy, both ways
+            assert len(link.captured(direction, where=lambda p: p.forwarded is None)) > 50
         assert sum(c.stats["retransmits"] for c in senders) > 0
         assert sum(c.stats["resend_requests"] for c in clients) > 0
     finally:
         for client in locals().get("clients", []):
             client.close()
-        link.close()
+        link.stop()
 
 
 def test_hostile_datagrams_and_a_silent_connection_do_not_stop_a_normal_client(server):
