@@ -11,6 +11,11 @@
 # build it without a registry on a faithful debootstrap stand-in for the base image.
 FROM debian:bookworm-slim
 
+LABEL org.opencontainers.image.title="tcrp_lab" \
+      org.opencontainers.image.description="JupyterLab on the tcrp_lab lessons: networking and applied cryptography through a real group chat" \
+      org.opencontainers.image.source="https://github.com/tcrp-lab/tcrp_lab" \
+      org.opencontainers.image.licenses="MIT"
+
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 # Debian stable only ships security fixes, and pinned versions vanish from the mirror when one
@@ -56,8 +61,10 @@ RUN useradd --no-log-init --create-home --shell /bin/bash \
         --uid "${NB_UID}" --gid "${NB_GID}" --no-user-group "${NB_USER}" \
     && install -d -m 700 -o "${NB_UID}" -g "${NB_GID}" "${HOME}/.tcrp_lab"
 
+# The lessons, and the protocol spec they link to (../docs/TCRP.md).
 WORKDIR ${HOME}
 COPY --chown=${NB_UID}:${NB_GID} notebooks/ ${HOME}/notebooks/
+COPY --chown=${NB_UID}:${NB_GID} docs/ ${HOME}/docs/
 
 # JupyterLab opens on the first lesson (else on the lessons folder), with no "Jupyter news?" toast
 # and no update check. The config lives in the environment, so `jupyter notebook` (Binder) reads it too.

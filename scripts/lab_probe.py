@@ -11,7 +11,9 @@ library only; exits non-zero with the reason on failure.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -59,8 +61,8 @@ def wait_for_status(lab: Lab, timeout: float) -> dict:
             if status == 200:
                 return json.loads(body)
             problem = f"HTTP {status}"
-        except OSError as exc:  # refused or reset while the server starts
-            problem = str(exc)
+        except (OSError, http.client.HTTPException) as exc:  # refused, reset or cut short while starting
+            problem = str(exc) or type(exc).__name__
         check(time.monotonic() < deadline, f"/api/status did not answer 200 within {timeout} s ({problem})")
         time.sleep(0.5)  # the server is still starting: poll again, bounded by the deadline
 
@@ -84,7 +86,28 @@ def full_checks(lab: Lab) -> None:
     served = {item["name"] for item in listing["content"]}
     wanted = {p.name for p in NOTEBOOKS.glob("*.ipynb")}
     check(wanted <= served, f"notebooks missing from the image: {sorted(wanted - served)}")
-    print(f"lab probe: / opens {expected}; news and update check off; {len(wanted)} notebooks served")
+
+    links = linked_files()
+    for path in links:
+        status, _, _ = lab.request(f"/api/contents/{path}?content=0")
+        check(status == 200, f"a lesson links to {path}, which the image does not serve ({status})")
+    print(f"lab probe: / opens {expected}; news and update check off; {len(wanted)} notebooks and "
+          f"{len(links)} files they link to served")
+
+
+def linked_files() -> set[str]:
+    """Repository files the lessons' markdown links to (``[..](../docs/TCRP.md#3)``), relative to the root."""
+    root = NOTEBOOKS.parent.resolve()
+    found = set()
+    for notebook in NOTEBOOKS.glob("*.ipynb"):
+        for cell in json.loads(notebook.read_text())["cells"]:
+            if cell["cell_type"] != "markdown":
+                continue
+            for target in re.findall(r"\]\(([^)\s#]+)", "".join(cell["source"])):
+                path = (NOTEBOOKS / target).resolve()
+                if "://" not in target and path.is_file() and path.is_relative_to(root):
+                    found.add(path.relative_to(root).as_posix())
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,3 +29,11 @@ def test_environment_yml_lists_exactly_the_runtime_and_lab_dependencies():
     python = next(d for d in conda if d.startswith("python"))
     assert python.replace("python", "") == project["requires-python"]
     assert "conda-forge" in env["channels"]
+
+
+def test_environment_yml_installs_the_package_itself():
+    """`conda env create -f environment.yml` in a checkout gives an environment that imports tcrp_lab."""
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_sections = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
+    assert pip_sections and [spec.split() for spec in pip_sections[0]] == [["-e", "."]]
+    assert "pip" in env["dependencies"], "the pip section needs pip from conda-forge"
