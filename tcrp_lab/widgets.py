@@ -297,8 +297,11 @@ class ChatPanel(widgets.VBox):
                 self.refresh_rooms()
             return
         with self._lock:
-            self._client = client
             self.go.disabled = False
+            if session is not self._session:   # the room ended before we got here; _end said so
+                client.close()
+                return
+            self._client = client
             self.password.value = ""
             self.notice.value = self.chat_notice.value = ""
             self.join_view.layout.display = "none"
