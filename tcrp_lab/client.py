@@ -548,7 +548,7 @@ class ChatClient:
                 self._soon()
             elif isinstance(payload, Welcome):
                 if self.state == "joining":
-                    self._welcomed(payload.seq)
+                    callbacks = self._welcomed(payload.seq)
             elif isinstance(payload, Pong):
                 self._highest = max(self._highest, payload.seq)
             elif isinstance(payload, (RoomClosed, Kicked)):
@@ -562,14 +562,14 @@ class ChatClient:
                 except Exception:
                     log.exception("%s: a callback raised", self.username)
 
-    def _welcomed(self, seq: int) -> None:
+    def _welcomed(self, seq: int) -> list[tuple[Any, Any]]:
         """First welcome: we are in. Deliver from our first buffered message, or after ``seq``."""
         self.state = "joined"
         first = min([seq + 1 - self.history, *self._buffer])
         self._next_seq = max(first, 1)
         self._highest = max(self._highest, seq)
         self._buffer = {s: p for s, p in self._buffer.items() if s >= self._next_seq}
-        self._deliver_ready()
+        return self._deliver_ready()
 
     def _room_message(self, payload: RoomChat | SystemEvent) -> list[tuple[Any, Any]]:
         self._highest = max(self._highest, payload.seq)

@@ -107,14 +107,15 @@ def check_name(value: object, kind: str = "room") -> str:
     No control characters and no surrounding spaces. Raises ProtocolError(INVALID_NAME).
     """
     limit = MAX_ROOM_NAME if kind == "room" else MAX_USERNAME
+    label = "room name" if kind == "room" else "username"
     if not isinstance(value, str):
-        raise ProtocolError(f"the {kind} name must be a string", ErrorCode.INVALID_NAME)
+        raise ProtocolError(f"the {label} must be a string", ErrorCode.INVALID_NAME)
     if not 1 <= len(value) <= limit:
-        raise ProtocolError(f"the {kind} name must be 1-{limit} characters", ErrorCode.INVALID_NAME)
+        raise ProtocolError(f"the {label} must be 1-{limit} characters", ErrorCode.INVALID_NAME)
     if value != value.strip():
-        raise ProtocolError(f"the {kind} name must not start or end with spaces", ErrorCode.INVALID_NAME)
+        raise ProtocolError(f"the {label} must not start or end with spaces", ErrorCode.INVALID_NAME)
     if any(ch < " " or "\x7f" <= ch <= "\x9f" for ch in value):
-        raise ProtocolError(f"the {kind} name must not contain control characters", ErrorCode.INVALID_NAME)
+        raise ProtocolError(f"the {label} must not contain control characters", ErrorCode.INVALID_NAME)
     return value
 
 
