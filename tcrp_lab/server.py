@@ -33,7 +33,7 @@ from .crypto import (
 )
 from .net import ConnectionClosed, FramedSocket, ServerAddress, wire_frame
 from .protocol import (
-    MAX_DATAGRAM, Chat, Datagram, ErrorCode, Hello, Leave, Message, Operation, Ping, ProtocolError, Resend,
+    MAX_DATAGRAM, MAX_FRAME, TAG_SIZE, Chat, Datagram, ErrorCode, Hello, Leave, Message, Operation, Ping, ProtocolError, Resend,
     State, decode_message, decode_payload,
 )
 from .rooms import DEFAULT_TIMEOUT, Delivery, Member, RoomRegistry
@@ -179,12 +179,15 @@ class ChatServer:
             self._udp.sendto(b"", ("127.0.0.1" if self.host in ("", "0.0.0.0") else self.host, self.address.udp_port))
         except OSError:
             pass
-        with self._conn_lock:
-            connections = list(self._connections.items())
-        for sock in [self._tcp, *(conn for conn, _ in connections)]:
-            _shutdown(sock)  # wakes a thread blocked in accept() or recv() at once
         deadline = time.monotonic() + timeout
-        for thread in self._threads + [t for _, t in connections]:
+        _shutdown(self._tcp)  # wakes the accept thread at once; it accepts nothing after the flag
+        accept_thread = self._threads[0]
+        accept_thread.join(max(0.0, deadline - time.monotonic()))
+        with self._conn_lock:  # complete now: no connection can be added behind our back
+            connections = list(self._connections.items())
+        for conn, _ in connections:
+            _shutdown(conn)  # wakes a handler blocked in recv() at once
+        for thread in self._threads[1:] + [t for _, t in connections]:
             thread.join(max(0.0, deadline - time.monotonic()))
         self._tcp.close()
         self._udp.close()
@@ -260,6 +263,9 @@ class ChatServer:
                 self.drop("accept_error")
                 continue
             self.count("connections")
+            if self._stopping.is_set():  # accepted while stop() runs: do not start a handler
+                conn.close()
+                return
             with self._conn_lock:
                 if len(self._connections) >= self.max_connections:
                     self.drop("too_many_connections", peer)
@@ -406,7 +412,7 @@ class SecureProfile:
     def _answer(self, request: Message, keys: SessionKeys) -> tuple[Message, Message | None, list[Delivery]]:
         """The RESPONSE, the COMPLETE (after a create or join) and what the room must be told."""
         if request.operation is Operation.LIST_ROOMS:
-            return request.reply({"status": "ok", "rooms": self.registry.list_rooms()}), None, []
+            return _room_list_reply(request, self.registry.list_rooms()), None, []
         username, password = request.payload.get("username"), request.payload.get("password", "")
         if not isinstance(username, str) or not isinstance(password, str):
             raise ProtocolError('the payload needs "username" and "password" strings')
@@ -475,6 +481,20 @@ class SecureProfile:
 
     def shutdown(self) -> list[Delivery]:
         return self.registry.close_all("server_shutdown")
+
+
+def _room_list_reply(request: Message, rooms: list[dict[str, Any]]) -> Message:
+    """The LIST_ROOMS response, cut to as many rooms as fit in one frame (with ``"truncated": N``
+    saying how many were left out): a thousand long non-ASCII names would not fit in 64 KiB."""
+    reply = request.reply({"status": "ok", "rooms": rooms})
+    if len(reply.encode()) + TAG_SIZE <= MAX_FRAME:
+        return reply
+    low, high = 0, len(rooms)  # the largest count that fits, by bisection
+    while low < high:
+        mid = (low + high + 1) // 2
+        fits = len(request.reply({"status": "ok", "rooms": rooms[:mid], "truncated": len(rooms) - mid}).encode())
+        low, high = (mid, high) if fits + TAG_SIZE <= MAX_FRAME else (low, mid - 1)
+    return request.reply({"status": "ok", "rooms": rooms[:low], "truncated": len(rooms) - low})
 
 
 def _error_reply(request: Message | None, plaintext: bytes, exc: ProtocolError) -> Message:
