@@ -69,9 +69,8 @@ def _hint(got: bytes, c1: bytes, p1: bytes, c2: bytes, want: bytes) -> str:
         return (" — that XORs the known message straight onto the other ciphertext; first recover the keystream "
                 "(known_ciphertext ⊕ known_plaintext), then XOR the keystream onto the other ciphertext")
     if len(got) > n and got[:n] == want:
-        return (f" — the first {n} bytes are right, the rest is not: only the first {BLOCK}-byte block of every "
-                "message is encrypted with the same keystream (in CFB, the next block's keystream is AES of this "
-                f"block's ciphertext, different in every message), so return at most {BLOCK} bytes")
+        return (f" — the first {n} bytes are right, the rest is garbage: only the first block ({BLOCK} bytes) of "
+                f"each message is encrypted with the shared keystream, so return at most {BLOCK} bytes")
     if len(got) < n and want.startswith(got):
         return f" — right as far as it goes, but {n} bytes can be recovered here"
     return ""
