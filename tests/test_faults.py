@@ -1,13 +1,14 @@
 """Faults a classroom server meets: idle connections, vanished clients, closed ports, stop under load.
 
 Every wait is bounded and event-driven. The one comparison of times (idle connections must not
-slow a join by more than 2x) is a ratio of medians measured in the same test, not a timing target.
+slow a join by more than 2x) is a ratio measured in the same test, not a timing target; it
+compares the fastest of several joins, because noise on a shared machine only ever adds time,
+while a real slowdown (a join queued behind idle connections) would slow every one of them.
 """
 
 from __future__ import annotations
 
 import socket
-import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,21 +16,21 @@ from contextlib import ExitStack
 
 from tcrp_lab import ChatClient, ChatServer
 from tcrp_lab.client import ControlConnection
-from tcrp_lab.crypto import ServerKey, UdpChannel
+from tcrp_lab.crypto import ServerKey, SessionKeys, UdpChannel
 from tcrp_lab.protocol import Chat, Hello, Message
 from tests.conftest import wait_for
 
 KEY = ServerKey.demo()
 IDLE_CONNECTIONS = 200
-JOINS = 11
+JOINS = 15
 
 
 def tcrp_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("tcrp-") and t.is_alive()]
 
 
-def _median_join_ms(server: ChatServer, room: str, tag: str) -> float:
-    """Median time of JOINS joins, one after the other; each leaves again (in the background:
+def _fastest_join_ms(server: ChatServer, room: str, tag: str) -> float:
+    """The fastest of JOINS joins, one after the other; each leaves again (in the background:
     closing a client waits for its receive thread, which is not the join's time)."""
     times = []
     with ThreadPoolExecutor(4) as leaving:
@@ -38,15 +39,15 @@ def _median_join_ms(server: ChatServer, room: str, tag: str) -> float:
             client = ChatClient.join_room(server.address, room, f"{tag}{i}", fingerprint=server.fingerprint)
             times.append((time.perf_counter() - start) * 1000)
             leaving.submit(client.leave)
-    return statistics.median(times)
+    return min(times)
 
 
 def test_200_idle_connections_do_not_slow_a_join_by_more_than_2x():
     with ChatServer("127.0.0.1", 0, 0, key=KEY, handshake_timeout=120) as server, ExitStack() as stack:
         host = ChatClient.create_room(server.address, "lab", "host")
         stack.callback(host.close)
-        _median_join_ms(server, "lab", "warm")  # first-use costs are not what this compares
-        before = _median_join_ms(server, "lab", "a")
+        _fastest_join_ms(server, "lab", "warm")  # first-use costs are not what this compares
+        before = _fastest_join_ms(server, "lab", "a")
         idle = []
         for _ in range(IDLE_CONNECTIONS):
             sock = socket.create_connection((server.address.host, server.address.tcp_port), timeout=5)
@@ -54,14 +55,14 @@ def test_200_idle_connections_do_not_slow_a_join_by_more_than_2x():
             idle.append(sock)
         wait_for(lambda: server.stats["open_connections"] >= IDLE_CONNECTIONS, timeout=10,
                  what="a server thread for every idle connection")
-        loaded = _median_join_ms(server, "lab", "b")
+        loaded = _fastest_join_ms(server, "lab", "b")
         assert server.stats["open_connections"] >= IDLE_CONNECTIONS, "the idle connections were not held open"
         for sock in idle:
             sock.close()
         wait_for(lambda: server.stats["open_connections"] == 0, timeout=10, what="the idle connections to end")
-        after = _median_join_ms(server, "lab", "c")
+        after = _fastest_join_ms(server, "lab", "c")
         baseline = max(before, after)  # the machine is shared: take the slower of the two baselines
-        assert loaded <= 2 * baseline, (f"a join took {loaded:.1f} ms (median) with {IDLE_CONNECTIONS} idle "
+        assert loaded <= 2 * baseline, (f"the fastest join took {loaded:.1f} ms with {IDLE_CONNECTIONS} idle "
                                         f"connections, {before:.1f} / {after:.1f} ms without")
 
 
@@ -210,3 +211,18 @@ def test_a_connection_accepted_while_stop_runs_does_not_outlive_stop():
     finally:
         client.close()
         wait_for(lambda: not tcrp_threads(), timeout=10, what="the leftover connection thread to end")
+
+
+def test_a_server_full_of_long_room_names_still_answers_list_rooms():
+    """One LIST_ROOMS RESPONSE must fit in a frame (TCRP.md §2: at most 65536 bytes). Room names of
+    64 non-ASCII characters take ~430 bytes each in the JSON: 200 such rooms (of the 1000 a server
+    holds by default) do not fit, and the reply must still come rather than a closed connection."""
+    with ChatServer("127.0.0.1", 0, 0, key=KEY) as server:
+        keys = SessionKeys(*(bytes(32) for _ in range(4)))
+        names = [f"{i:03d}" + "é" * 61 for i in range(200)]
+        for name in names:
+            server.registry.create_room(name, "host", "", keys)
+        rooms = ChatClient.list_rooms(server.address, fingerprint=server.fingerprint)
+        assert rooms and {r.name for r in rooms} <= set(names)
+        assert all(r.members == 1 and not r.has_password for r in rooms)
+        assert all(t.is_alive() for t in server._threads)
