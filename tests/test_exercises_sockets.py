@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from tcrp_lab.exercises import check_frame_reader
 from tcrp_lab.protocol import FrameReader
 
@@ -139,6 +141,24 @@ def test_an_endless_loop_is_reported_not_hung():
     assert len(result.failures) == 1
     assert "did not return within 1 s (an endless loop?" in result.failures[0]
     assert "the other 12 case(s) were not run" in result.failures[0]
+
+
+def test_the_learners_code_runs_in_the_calling_thread():
+    """So that a print() in feed shows in the notebook cell (ipykernel drops other threads' output)."""
+    seen = set()
+
+    class Watched(GoodReader):
+        def feed(self, data: bytes) -> list[bytes]:
+            seen.add(threading.get_ident())
+            return super().feed(data)
+
+    assert check_frame_reader(Watched)
+    assert seen == {threading.get_ident()}
+
+
+def test_the_checker_works_again_after_an_endless_loop():
+    assert not check_frame_reader(NeverConsumes)
+    assert check_frame_reader(GoodReader)   # no stray stop left pending in this thread
 
 
 def test_misuse_is_reported_not_raised():

@@ -121,29 +121,54 @@ class _Stop(BaseException):
 
 
 def _run_bounded(fn: Callable[[], Any], limit: float) -> tuple[str, Any]:
-    """Run ``fn`` in a thread: ("ok", value), ("raised", exception) or ("timeout", None).
+    """Run ``fn`` here: ("ok", value), ("raised", exception) or ("timeout", None) past ``limit`` seconds.
 
-    A case that does not finish in time gets an exception raised inside it, so an endless loop in
-    the learner's code neither hangs the notebook nor keeps eating the CPU.
+    The learner's code runs in the calling thread, so its prints show in the notebook cell and
+    the kernel's interrupt button works; a watchdog thread raises :class:`_Stop` inside it if it
+    runs too long, so an endless loop neither hangs the notebook nor keeps eating the CPU.
     """
-    outcome: list[tuple[str, Any]] = []
+    me = threading.get_ident()
+    lock, done = threading.Lock(), threading.Event()
+    fired = []
 
-    def target() -> None:
+    def set_async(exc: Any) -> None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(me), exc)
+
+    def watchdog() -> None:
+        if done.wait(limit):
+            return
+        while True:   # again every half second, in case the code caught one (a bare except)
+            with lock:
+                if done.is_set():
+                    return
+                fired.append(True)
+                set_async(ctypes.py_object(_Stop))
+            if done.wait(0.5):
+                return
+
+    def disarm() -> None:
+        while True:
+            try:
+                with lock:   # once done is set under the lock, the watchdog never fires again
+                    done.set()
+                    if fired:
+                        set_async(None)   # clear a _Stop that fired but was not delivered yet
+                return
+            except _Stop:    # delivered just now: try again
+                continue
+
+    threading.Thread(target=watchdog, name="check-watchdog", daemon=True).start()
+    outcome: tuple[str, Any] = ("timeout", None)
+    try:
         try:
-            outcome.append(("ok", fn()))
-        except _Stop:
-            pass
+            outcome = ("ok", fn())
         except Exception as exc:  # the learner's bug, reported by the caller
-            outcome.append(("raised", exc))
-
-    thread = threading.Thread(target=target, name="check-frame-reader", daemon=True)
-    thread.start()
-    thread.join(limit)
-    if thread.is_alive():
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(_Stop))
-        thread.join(1.0)
-        return ("timeout", None)
-    return outcome[0] if outcome else ("timeout", None)
+            outcome = ("raised", exc)
+    except _Stop:
+        pass
+    finally:
+        disarm()
+    return outcome
 
 
 def _last_line(exc: BaseException) -> str:
