@@ -49,6 +49,7 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM  # so that Ctrl-C or a CI timeout still removes the containers
 
 free_ports() {  # KIND...: a free 127.0.0.1 port for each of tcp/udp
     "$PYTHON" - "$@" <<'EOF'
