@@ -234,13 +234,13 @@ class ControlConnection:
                 f"the server's key has fingerprint {hello.fingerprint}, not the pinned {fingerprint}: "
                 "this may be a man in the middle. Nothing was sent.")
         ckx, keys = client_key_exchange(hello, rng)
-        frame = self._send_raw(ckx)
-        self._emit("out", frame, "ClientKeyExchange", keys=keys, hello=hello)
+        self._emit("out", wire_frame(ckx), "ClientKeyExchange", keys=keys, hello=hello)
+        self._send_raw(ckx)
         return keys, RecordLayer.client(keys), hello
 
-    def _send_raw(self, body: bytes) -> bytes:
+    def _send_raw(self, body: bytes) -> None:
         try:
-            return self._io.send(body)
+            self._io.send(body)
         except OSError as exc:
             raise TcrpError(f"the connection to the server broke: {exc}") from None
 
@@ -252,8 +252,9 @@ class ControlConnection:
     def send(self, message: Message) -> None:
         plaintext = message.encode()
         seq = self._records.send_seq
-        frame = self._send_raw(self._records.seal(plaintext))
-        self._emit("out", frame, "request", seq=seq, message=message, plaintext=plaintext)
+        body = self._records.seal(plaintext)
+        self._emit("out", wire_frame(body), "request", seq=seq, message=message, plaintext=plaintext)
+        self._send_raw(body)
 
     def receive(self) -> Message:
         try:
@@ -371,9 +372,9 @@ class ChatClient:
 
     @staticmethod
     def list_rooms(address: ServerAddress | tuple | str, *, fingerprint: str | None = None, timeout: float = 10.0,
-                   trace: Trace | None = None) -> list[RoomInfo]:
+                   trace: Trace | None = None, rng: RandomSource | None = None) -> list[RoomInfo]:
         """The server's rooms, with member counts and whether they need a password."""
-        with ControlConnection(address, fingerprint=fingerprint, timeout=timeout, trace=trace) as control:
+        with ControlConnection(address, fingerprint=fingerprint, timeout=timeout, trace=trace, rng=rng) as control:
             return control.list_rooms()
 
     @classmethod
@@ -471,15 +472,15 @@ class ChatClient:
 
     def _send(self, plaintext: bytes, kind: str, payload: Payload) -> None:
         datagram = self.channel.seal(plaintext)
+        if self.trace:  # traced before it leaves, so a trace never shows the answer first
+            self.trace(side="client", direction="out", transport="udp", peer=self.server_udp, raw=datagram,
+                       kind=kind, message=payload, plaintext=plaintext, session=self.token.hex(), user=self.username)
         try:
             self.sock.send(datagram)
         except OSError as exc:   # no route, or the server's port closed (ICMP): retried by timers
             log.debug("%s: send failed: %s", self.username, exc)
             return
         self.stats["sent"] += 1
-        if self.trace:
-            self.trace(side="client", direction="out", transport="udp", peer=self.server_udp, raw=datagram,
-                       kind=kind, message=payload, plaintext=plaintext, session=self.token.hex(), user=self.username)
 
     def _run(self) -> None:
         self._send(Hello().encode(), "hello", Hello())

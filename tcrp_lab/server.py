@@ -235,16 +235,15 @@ class ChatServer:
                 if address is None:
                     continue
                 datagram = member.channel.seal(plaintext)
+                if trace:  # traced before it leaves, so a trace never shows the answer first
+                    trace(side="server", direction="out", transport="udp", peer=address, raw=datagram,
+                          kind=delivery.payload.TYPE, message=delivery.payload, plaintext=plaintext,
+                          session=member.token.hex(), user=member.username)
                 try:
                     udp.sendto(datagram, address)  # type: ignore[union-attr]
                     sent += 1
                 except OSError as exc:  # a vanished member (ICMP unreachable), a full buffer
                     self.drop("send_error", address, str(exc))
-                    continue
-                if trace:
-                    trace(side="server", direction="out", transport="udp", peer=address, raw=datagram,
-                          kind=delivery.payload.TYPE, message=delivery.payload, plaintext=plaintext,
-                          session=member.token.hex(), user=member.username)
         if sent:
             self.count("datagrams_out", sent)
 
@@ -351,10 +350,10 @@ class SecureProfile:
         server, trace = self.server, self.server.trace
         session = f"tcp {peer[0]}:{peer[1]}"
         hello = server_hello(server.key, server.rng)
-        frame = io.send(hello.body)
         if trace:
-            trace(side="server", direction="out", transport="tcp", peer=peer, raw=frame, kind="ServerHello",
-                  message=hello, session=session)
+            trace(side="server", direction="out", transport="tcp", peer=peer, raw=wire_frame(hello.body),
+                  kind="ServerHello", message=hello, session=session)
+        io.send(hello.body)
         ckx = io.recv()
         keys = None
         try:
@@ -396,11 +395,12 @@ class SecureProfile:
             for message in (reply, complete) if complete else (reply,):
                 out = message.encode()
                 seq = records.send_seq
-                frame = io.send(records.seal(out))
+                body = records.seal(out)
                 if trace:
-                    trace(side="server", direction="out", transport="tcp", peer=peer, raw=frame,
+                    trace(side="server", direction="out", transport="tcp", peer=peer, raw=wire_frame(body),
                           kind="complete" if message.state is State.COMPLETE else "response", seq=seq,
                           message=message, plaintext=out, session=session)
+                io.send(body)
             if complete:
                 server.deliver(deliveries)  # the "joined" event, now that the COMPLETE is out
                 return
