@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import platform
 import selectors
@@ -439,7 +440,7 @@ def _summary(room: Room, sent: dict[tuple[int, int], int], start_ns: int, cpu: f
         "messages": len(sent), "deliveries": delivered, "loss": max(0.0, 1 - delivered / expected) if expected else 0.0,
         "seconds": elapsed, "deliveries_per_s": delivered / elapsed,
         "latency_p50_ms": _percentile(latencies, 50), "latency_p99_ms": _percentile(latencies, 99),
-        "cpu_us_per_delivery": cpu / delivered * 1e6 if delivered else float("nan"),
+        "cpu_us_per_delivery": cpu / delivered * 1e6 if delivered else 0.0,
     }
 
 
@@ -661,7 +662,9 @@ def _fan_out_figures(figures: dict[str, dict[str, Any]], options: Options) -> di
         })
     out["ratio_to_relay"] = out["deliveries_per_s"] / out["relay_deliveries_per_s"]
     out["ratio_by_round"] = [o["deliveries_per_s"] / r["deliveries_per_s"] for o, r in zip(ours["full"], relay["full"])]
-    out["cpu_ratio_to_relay"] = out["relay_cpu_us_per_delivery"] / out["cpu_us_per_delivery"]
+    # CPU time comes in 10 ms ticks: a tiny run may show none at all, and then there is no ratio
+    ours_cpu = out["cpu_us_per_delivery"]
+    out["cpu_ratio_to_relay"] = out["relay_cpu_us_per_delivery"] / ours_cpu if ours_cpu else None
     return out
 
 
@@ -709,8 +712,9 @@ def table(result: dict[str, Any]) -> Any:
     t.add_row("  server CPU per join", f"{r['join_server_cpu_ms']:.2f} ms", "", "", "", "")
     t.add_row(f"fan-out to {r['members']}, full speed", f"{r['deliveries_per_s']:,.0f}/s",
               f"{r['relay_deliveries_per_s']:,.0f}/s", f"{r['ratio_to_relay']:.2f}x", ">= 0.20x", ok("ratio_to_relay"))
+    cpu_ratio = r["cpu_ratio_to_relay"]
     t.add_row("  server CPU per delivery", f"{r['cpu_us_per_delivery']:.1f} µs", f"{r['relay_cpu_us_per_delivery']:.1f} µs",
-              f"{r['cpu_ratio_to_relay']:.2f}x", "", "")
+              "too short to tell" if cpu_ratio is None else f"{cpu_ratio:.2f}x", "", "")
     t.add_row("  latency p50 / p99", pair(r["full_latency_p50_ms"], r["full_latency_p99_ms"]),
               pair(r["relay_full_latency_p50_ms"], r["relay_full_latency_p99_ms"]), "",
               f"{r['window']} messages in flight", "")
@@ -796,14 +800,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run(options, lambda what: progress.update(task, description=what))
         progress.update(task, description="done")
     if args.json:
-        print(json.dumps(result, indent=2, default=_jsonable))
+        print(json.dumps(_strict(result), indent=2, allow_nan=False))
     else:
         Console(width=None if sys.stdout.isatty() else 120).print(table(result))
     return 0
 
 
-def _jsonable(value: object) -> object:
-    return str(value)
+def _strict(value: Any) -> Any:
+    """Plain JSON: a figure that could not be measured (NaN: nothing arrived) becomes null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
 
 
 if __name__ == "__main__":
