@@ -205,7 +205,7 @@ def test_password_hash_is_salted_and_verifies():
 
 
 def test_server_key_save_and_load(tmp_path):
-    path = tmp_path / "server.pem"
+    path = tmp_path / "not-yet" / "server.pem"  # the folder is made too (~/.tcrp_lab on a first start)
     made = ServerKey.load_or_create(path, bits=1024)
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     assert ServerKey.load_or_create(path).fingerprint == made.fingerprint
