@@ -51,7 +51,8 @@ def test_a_right_answer_passes_and_lists_of_lists_count():
 def test_arrival_order_is_caught():
     result = check_gaps(in_arrival_order)
     assert not result
-    assert "missing_ranges([5, 1, 2]), arrival order is not room order: expected [(3, 4)], got [(1, 4)]" in result.failures
+    assert ("missing_ranges([5, 1, 2]), arrival order is not room order: expected [(3, 4)], got [(1, 4)]"
+            in result.failures)
 
 
 def test_counting_from_the_first_received_is_caught():
