@@ -110,6 +110,7 @@ class ChatServer:
         self.profile = _make_profile(profile, self)
         self._tcp: socket.socket | None = None
         self._udp: socket.socket | None = None
+        self._bound: ServerAddress | None = None   # the real ports, kept after stop()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._connections: dict[socket.socket, threading.Thread] = {}
@@ -121,9 +122,7 @@ class ChatServer:
     @property
     def address(self) -> ServerAddress:
         """The bound address, with the real ports once started."""
-        if self._tcp is None or self._udp is None:
-            return ServerAddress(self.host, *self._ports)
-        return ServerAddress(self.host, self._tcp.getsockname()[1], self._udp.getsockname()[1])
+        return self._bound or ServerAddress(self.host, *self._ports)
 
     @property
     def fingerprint(self) -> str:
@@ -161,6 +160,7 @@ class ChatServer:
         udp.settimeout(0.5)
         udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
         self._tcp, self._udp = tcp, udp
+        self._bound = ServerAddress(self.host, tcp.getsockname()[1], udp.getsockname()[1])
         for name, target in (("tcrp-accept", self._accept_loop), ("tcrp-udp", self._udp_loop),
                              ("tcrp-reaper", self._reap_loop)):
             thread = threading.Thread(target=target, name=name, daemon=True)

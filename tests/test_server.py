@@ -288,6 +288,7 @@ def test_stop_tells_members_and_leaves_no_thread_or_socket():
     lingering = socket.create_connection((server.address.host, server.address.tcp_port))
     wait_for(lambda: server.stats["open_connections"] == 1, what="the lingering connection's thread")
     server.stop()
+    assert "stopped" in repr(server) and server.address.tcp_port in ports  # still readable after stop
     for client in (host, guest):
         assert client.wait_for_event("room_closed", timeout=5).reason == "server_shutdown"
         client.close()
