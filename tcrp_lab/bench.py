@@ -714,7 +714,7 @@ def table(result: dict[str, Any]) -> Any:
     cpu_ratio = r["cpu_ratio_to_relay"]
     t.add_row("  server CPU per delivery", f"{r['cpu_us_per_delivery']:.1f} µs", f"{r['relay_cpu_us_per_delivery']:.1f} µs",
               "too short to tell" if cpu_ratio is None else f"{cpu_ratio:.2f}x", "", "")
-    t.add_row("  the bench's own CPU (1.0: it was the limit)", f"{r['bench_cpu_share']:.2f}",
+    t.add_row("  bench process CPU (1.0 = it was the limit)", f"{r['bench_cpu_share']:.2f}",
               f"{r['relay_bench_cpu_share']:.2f}", "", "", "")
     t.add_row("  latency p50 / p99", pair(r["full_latency_p50_ms"], r["full_latency_p99_ms"]),
               pair(r["relay_full_latency_p50_ms"], r["relay_full_latency_p99_ms"]), "",
