@@ -21,6 +21,7 @@ Usage::
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import threading
 import time
@@ -349,6 +350,8 @@ class ChatClient:
         self._stop = threading.Event()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.connect(self.server_udp)   # only the server (or relay) can reach this socket
+        self.sock.setblocking(False)
+        self._wake_r, self._wake_w = socket.socketpair()  # close() wakes the receive thread at once
         self._thread = threading.Thread(target=self._run, name=f"tcrp-client-{self.username}", daemon=True)
         self._thread.start()
 
@@ -450,9 +453,14 @@ class ChatClient:
     def close(self) -> None:
         """Stop the receive thread and close the socket (without telling the server: see leave)."""
         self._stop.set()
+        try:
+            self._wake_w.send(b"!")
+        except OSError:
+            pass  # closed already
         if self._thread is not threading.current_thread():
             self._thread.join(5)
-        self.sock.close()
+        for sock in (self.sock, self._wake_r, self._wake_w):
+            sock.close()
         with self._cond:
             if self.state in ("joining", "joined"):
                 self.state = "closed"
@@ -487,16 +495,14 @@ class ChatClient:
         self._hello_at = time.monotonic() + self._hello_delay
         while not self._stop.is_set():
             now = time.monotonic()
-            wait = min(self._next_timer(now) - now, 0.5)
-            try:
-                self.sock.settimeout(max(wait, 0.001))
-                data = self.sock.recv(MAX_DATAGRAM + 1)
-            except TimeoutError:
-                data = None
-            except OSError:  # ICMP "port unreachable" on a connected socket, or closed by close()
-                if self._stop.is_set():
-                    return
-                data = None
+            wait = max(min(self._next_timer(now) - now, 1.0), 0.0)
+            ready, _, _ = select.select([self.sock, self._wake_r], [], [], wait)
+            data = None
+            if self.sock in ready:
+                try:
+                    data = self.sock.recv(MAX_DATAGRAM + 1)
+                except OSError:  # ICMP "port unreachable" on a connected socket: retried by the timers
+                    pass
             if data is not None:
                 try:
                     self._receive(data)

@@ -215,10 +215,14 @@ def test_hostile_datagrams_and_a_silent_connection_do_not_stop_a_normal_client(s
     )
     for data in bad:
         udp.sendto(data, target)
-    wait_for(lambda: server.stats["datagrams_in"] >= len(bad) + 1, timeout=10, what="the server reading them all")
+    counted = ("replayed", "bad_tag", "oversize", "unknown_token", "wrong_room", "malformed")
+    # Every hostile datagram is counted under some reason (the victim's own pings are not drops).
+    wait_for(lambda: sum(server.stats["drops"].get(r, 0) for r in counted) >= len(bad), timeout=10,
+             what="the server counting them all")
     drops = server.stats["drops"]
-    assert drops["replayed"] == 10 and drops["bad_tag"] == 20 and drops["oversize"] == 5
-    assert drops["unknown_token"] == 10 and drops["wrong_room"] == 5 and drops["malformed"] >= 39
+    assert (drops["replayed"], drops["bad_tag"], drops["oversize"], drops["unknown_token"], drops["wrong_room"]) \
+        == (10, 20, 5, 10, 5), drops
+    assert drops["malformed"] == 40  # under 40 bytes, no random datagram can parse
     guest = ChatClient.join_room(server.address, "lab", "guest")
     guest.send("hello after the storm")
     assert [m.text for m in victim.wait_for_messages(2, timeout=5)] == ["captured", "hello after the storm"]
