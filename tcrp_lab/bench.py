@@ -38,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from .cli import positive
 from .client import ControlConnection
 from .crypto import (
     RecordLayer, ServerHello, UdpChannel, client_key_exchange, derive_session_keys, open_sealed, system_random,
@@ -735,26 +736,6 @@ def table(result: dict[str, Any]) -> Any:
     return t
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value} must be positive")
-    return value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tcrp_lab.bench",
@@ -763,15 +744,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer messages and one round (under a minute)")
     parser.add_argument("--json", action="store_true", help="print only one JSON object on stdout")
     defaults = Options()
-    parser.add_argument("--joins", type=_positive_int, help=f"clients joining at once (default {defaults.joins})")
-    parser.add_argument("--members", type=_positive_int, help=f"fan-out room size (default {defaults.members})")
-    parser.add_argument("--senders", type=_positive_int, help=f"fan-out senders (default {defaults.senders})")
-    parser.add_argument("--messages", type=_positive_int, help="messages at full speed")
-    parser.add_argument("--rate", type=_positive_float, help=f"steady messages/s (default {defaults.rate:g})")
-    parser.add_argument("--steady-seconds", type=_positive_float, help="length of the steady phase")
-    parser.add_argument("--burst-members", type=_positive_int, help="members sending at once in the burst")
-    parser.add_argument("--idle-members", type=_positive_int, help="idle members for the memory figure")
-    parser.add_argument("--rounds", type=_positive_int, help="repetitions of joins, full speed and burst")
+    parser.add_argument("--joins", type=positive(int, "whole number"), help=f"clients joining at once (default {defaults.joins})")
+    parser.add_argument("--members", type=positive(int, "whole number"), help=f"fan-out room size (default {defaults.members})")
+    parser.add_argument("--senders", type=positive(int, "whole number"), help=f"fan-out senders (default {defaults.senders})")
+    parser.add_argument("--messages", type=positive(int, "whole number"), help="messages at full speed")
+    parser.add_argument("--rate", type=positive(float, "number"), help=f"steady messages/s (default {defaults.rate:g})")
+    parser.add_argument("--steady-seconds", type=positive(float, "number"), help="length of the steady phase")
+    parser.add_argument("--burst-members", type=positive(int, "whole number"), help="members sending at once in the burst")
+    parser.add_argument("--idle-members", type=positive(int, "whole number"), help="idle members for the memory figure")
+    parser.add_argument("--rounds", type=positive(int, "whole number"), help="repetitions of joins, full speed and burst")
     parser.add_argument("--child", choices=("server", "relay"), help=argparse.SUPPRESS)
     parser.add_argument("--max-members", type=int, default=256, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -29,14 +29,22 @@ def _port(text: str) -> int:
     return port
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("the timeout must be a positive number of seconds")
-    return value
+def positive(kind: type = float, what: str = "number"):
+    """An argparse type: a positive int or float, or a message saying what was expected."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {what}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text} is not a positive {what}")
+        return value
+
+    return parse
+
+
+_seconds = positive(float, "number of seconds")
 
 
 def _logging(level: str, console: Console) -> None:

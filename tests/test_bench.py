@@ -62,7 +62,7 @@ def test_the_table_shows_ours_next_to_the_relay():
 @pytest.mark.parametrize("args, message", [
     (["--senders", "4", "--members", "4"], "--senders must be below --members"),
     (["--members", "1"], "a room needs at least 2 members"),
-    (["--rate", "-5"], "must be positive"),
+    (["--rate", "-5"], "-5 is not a positive number"),
     (["--joins", "many"], "is not a whole number"),
 ])
 def test_bad_flags_say_what_to_do(args, message):
