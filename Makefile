@@ -29,8 +29,15 @@ install: $(STAMP)
 system-deps:
 	@bash scripts/install-system-deps.sh
 
+# Opens on lesson 00; no news or update pop-ups; --allow-root only when run as root (e.g. in a container).
+LAB_FLAGS := --notebook-dir=notebooks --LabApp.default_url=/lab/tree/00_start_here.ipynb \
+	--LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate \
+	$(if $(filter 0,$(shell id -u)),--allow-root,)
+
+LAB_ARGS ?=
+
 lab: install
-	$(BIN)/python -m jupyterlab --notebook-dir=notebooks
+	$(BIN)/python -m jupyterlab $(LAB_FLAGS) $(LAB_ARGS)
 
 test: install system-deps
 	$(BIN)/python -m pytest tests notebooks $(NBVAL)
