@@ -65,7 +65,6 @@ class Room:
     members: dict[str, Member] = field(default_factory=dict)
     seq: int = 0                              # room seq of the last room message (0: none yet)
     history: deque[Payload] = field(init=False)
-    open: bool = True
 
     def __post_init__(self) -> None:
         self.history = deque(maxlen=self.history_size)
@@ -295,7 +294,6 @@ class RoomRegistry:
         for member in members:
             self._sessions.pop(member.token, None)
         room.members.clear()
-        room.open = False
         log.info("[%s] room closed (%s)", room.name, reason)
         if self._rooms.get(room.name) is room:
             del self._rooms[room.name]
