@@ -1,7 +1,7 @@
 """Exercise checkers for the lessons: ``check_...(your_function)`` says what is right or wrong.
 
-Each lesson has its own module (``sockets``, ``packets``, ``crypto``, ``threads``, ``timeouts``,
-``reliability``, ``legacy``); every ``check_*`` function is also importable from here::
+Each lesson has its own module (``start``, ``sockets``, ``packets``, ``crypto``, ``threads``,
+``timeouts``, ``reliability``, ``legacy``); every ``check_*`` function is also importable from here::
 
     from tcrp_lab.exercises import check_frame_reader
     check_frame_reader(my_reader)
@@ -14,7 +14,7 @@ from typing import Any
 
 from .common import CheckResult, check
 
-LESSON_MODULES = ("sockets", "packets", "crypto", "threads", "timeouts", "reliability", "legacy")
+LESSON_MODULES = ("start", "sockets", "packets", "crypto", "threads", "timeouts", "reliability", "legacy")
 
 
 def __getattr__(name: str) -> Any:
