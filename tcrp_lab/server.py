@@ -166,7 +166,9 @@ class ChatServer:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
-        log.info("%s server listening on %s, key fingerprint %s", self.profile.name, self.address, self.fingerprint)
+        log.info("%s server listening on %s", self.profile.name, self.address)
+        if isinstance(self.profile, SecureProfile):  # TCRP/1 makes a key per connection: nothing to pin
+            log.info("key fingerprint %s", self.fingerprint)
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
