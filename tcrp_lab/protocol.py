@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
