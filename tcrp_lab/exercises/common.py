@@ -43,6 +43,11 @@ class CheckResult:
         return f'<div style="color:{color}"><b>{escape(head)}</b>{f"<ul>{items}</ul>" if items else ""}</div>'
 
 
+def raised(exc: BaseException) -> str:
+    """The last line of an exception, as a learner would read it: ``ZeroDivisionError: division by zero``."""
+    return traceback.format_exception_only(type(exc), exc)[-1].strip()
+
+
 def check(title: str, cases: Iterable[tuple[str, Callable[[], Any], Any]]) -> CheckResult:
     """Run each ``(description, thunk, expected)``; compare with ``==``; describe any difference.
 
@@ -53,8 +58,7 @@ def check(title: str, cases: Iterable[tuple[str, Callable[[], Any], Any]]) -> Ch
         try:
             got = thunk()
         except Exception as exc:  # the learner's bug, reported rather than raised
-            last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-            result.failures.append(f"{description}: your code raised {last}")
+            result.failures.append(f"{description}: your code raised {raised(exc)}")
             continue
         if got == expected:
             result.passed += 1

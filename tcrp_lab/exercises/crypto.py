@@ -13,7 +13,6 @@ when the keys are wrong, recomputes them with the usual mistakes to say which on
 from __future__ import annotations
 
 import hashlib
-import traceback
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
@@ -25,7 +24,7 @@ from ..crypto import (
     HKDF_INFO, KEY_SIZE, NONCE_SIZE, SeededRandom, ServerKey, SessionKeys, client_key_exchange, server_hello,
 )
 from ..protocol import MAGIC
-from .common import CheckResult
+from .common import CheckResult, raised
 
 __all__ = ["KEY_NAMES", "check_session_keys", "sample_handshakes"]
 
@@ -132,7 +131,7 @@ def _problem(session_keys: Callable[..., Any], hello: bytes, ckx: bytes, premast
     try:
         got = session_keys(_demo_key(), hello, ckx)
     except Exception as exc:  # the learner's bug, reported
-        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        last = raised(exc)
         hint = (" (TCRP's RSA-OAEP uses SHA-256: PKCS1_OAEP.new(key, hashAlgo=SHA256); pycryptodome's default "
                 "is SHA-1, or use server_key.decrypt)") if "Incorrect decryption" in last else ""
         return f"your function raised {last}{hint}"

@@ -14,13 +14,12 @@ never sees and says, for each pair that went wrong, what came back and what the 
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Callable
 from typing import Any
 
 from ..crypto import SeededRandom
 from ..legacy import BLOCK, IV_BYTES, KEY_BYTES, cfb_encrypt
-from .common import CheckResult
+from .common import CheckResult, raised
 
 __all__ = ["check_keystream_recovery", "sample_pairs"]
 
@@ -92,7 +91,7 @@ def check_keystream_recovery(recover: Callable[[bytes, bytes, bytes], Any]) -> C
         try:
             got = recover(c1, p1, c2)
         except Exception as exc:  # the learner's bug, reported
-            last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+            last = raised(exc)
             result.failures.append(f"{where}: your function raised {last}")
             continue
         if isinstance(got, str):

@@ -9,12 +9,11 @@ wrong, where that field lives in the bytes, and one example of expected and rece
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Callable
 from typing import Any
 
 from ..protocol import Message
-from .common import CheckResult
+from .common import CheckResult, raised
 
 __all__ = ["FIELDS", "check_decode", "sample_requests"]
 
@@ -95,7 +94,7 @@ def check_decode(decode_request: Callable[[bytes], Any]) -> CheckResult:
         try:
             got = decode_request(data)
         except Exception as exc:  # the learner's bug, reported
-            last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+            last = raised(exc)
             result.failures.append(f"request {description}: your function raised {last}"
                                    + (f" (hint: {hint})" if hint else ""))
             continue

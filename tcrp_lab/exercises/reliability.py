@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import random
 import threading
-import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .common import CheckResult
+from .common import CheckResult, raised
 
 __all__ = ["check_gaps", "reference_missing_ranges"]
 
@@ -122,7 +121,7 @@ def check_gaps(missing_ranges: Callable[[list[int]], Any], *, timeout: float = C
             result.failures.append(f"{what}: {exc}. The other cases were not run; restart the kernel to stop it.")
             break
         except Exception as exc:  # the learner's bug, reported rather than raised
-            last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+            last = raised(exc)
             result.failures.append(f"{what}: your code raised {last}")
             continue
         if got == expected:

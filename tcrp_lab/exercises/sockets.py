@@ -13,12 +13,11 @@ from __future__ import annotations
 import ctypes
 import random
 import threading
-import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..protocol import FRAME_LENGTH_BYTES, MAX_FRAME
-from .common import CheckResult
+from .common import CheckResult, raised
 
 __all__ = ["check_frame_reader", "frame"]
 
@@ -171,9 +170,6 @@ def _run_bounded(fn: Callable[[], Any], limit: float) -> tuple[str, Any]:
     return outcome
 
 
-def _last_line(exc: BaseException) -> str:
-    return traceback.format_exception_only(type(exc), exc)[-1].strip()
-
 
 def _run_case(make: Callable[[], Any], chunks: list[bytes], expected: list[Any]) -> str | None:
     """None if the reader did what was expected at every feed, else what went wrong, in words."""
@@ -188,7 +184,7 @@ def _run_case(make: Callable[[], Any], chunks: list[bytes], expected: list[Any])
         except Exception as exc:
             if isinstance(want, _Refuse):
                 return None
-            return f"{where} raised {_last_line(exc)}, but the stream was valid"
+            return f"{where} raised {raised(exc)}, but the stream was valid"
         if isinstance(want, _Refuse):
             return (f"{where} returned {_show(got)}: it should refuse {want.why} by raising an exception as soon "
                     f"as the 4 length bytes arrive{want.note}")
@@ -227,7 +223,7 @@ def check_frame_reader(reader_class: Callable[[], Any]) -> CheckResult:
                                    f"the other {len(cases) - number} case(s) were not run")
             break
         elif status == "raised":
-            result.failures.append(f"{description}: making a reader raised {_last_line(value)}")
+            result.failures.append(f"{description}: making a reader raised {raised(value)}")
         elif value is not None:
             result.failures.append(f"{description}: {value}")
         else:

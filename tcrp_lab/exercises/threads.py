@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import threading
 import time
-import traceback
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from .common import CheckResult
+from .common import CheckResult, raised
 
 __all__ = ["ToyRegistry", "check_registry"]
 
@@ -74,9 +73,6 @@ class _Broken(Exception):
     """The learner's code failed in a way that ends this part of the check."""
 
 
-def _describe(exc: BaseException) -> str:
-    return traceback.format_exception_only(type(exc), exc)[-1].strip()
-
 
 def _make(factory: Callable[..., Any]) -> Any:
     try:
@@ -85,7 +81,7 @@ def _make(factory: Callable[..., Any]) -> Any:
         raise _Broken("your class must accept pause= (ToyRegistry.__init__ shows how): "
                       "the checker passes a function that lets other threads run") from None
     except Exception as exc:
-        raise _Broken(f"making a registry raised {_describe(exc)}") from None
+        raise _Broken(f"making a registry raised {raised(exc)}") from None
     for method in ("join", "leave"):
         if not callable(getattr(registry, method, None)):
             raise _Broken(f"your registry has no {method}() method")
@@ -109,7 +105,7 @@ def _hammer(work: Callable[[int], list[Any]], timeout: float) -> list[Any]:
         except threading.BrokenBarrierError:
             pass
         except Exception as exc:  # the learner's bug, reported
-            errors.append(_describe(exc))
+            errors.append(raised(exc))
 
     threads = [threading.Thread(target=run, args=(i,), name=f"check-registry-{i}", daemon=True)
                for i in range(THREADS)]
@@ -142,7 +138,7 @@ def _sequential(factory: Callable[..., Any], timeout: float) -> str | None:
             try:
                 got = step()
             except Exception as exc:
-                outcome.append(f"{what} raised {_describe(exc)}")
+                outcome.append(f"{what} raised {raised(exc)}")
                 return
             if got != expected:
                 outcome.append(f"{what} should return {expected!r}, but returned {got!r}")
