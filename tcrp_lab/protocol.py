@@ -200,6 +200,14 @@ class Message:
     def list_rooms(cls) -> Message:
         return cls(Operation.LIST_ROOMS, State.REQUEST, "", {})
 
+    def credentials(self) -> tuple[str, str]:
+        """``(username, password)`` of a CREATE_ROOM or JOIN_ROOM request (a missing password is
+        ""); ProtocolError if either is not a string."""
+        username, password = self.payload.get("username"), self.payload.get("password", "")
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise ProtocolError('the payload needs "username" and "password" strings')
+        return username, password
+
     def reply(self, payload: Mapping[str, Any], state: State = State.RESPONSE) -> Message:
         """A reply echoes the request's operation and room name."""
         return Message(self.operation, state, self.room, payload)

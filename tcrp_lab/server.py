@@ -415,9 +415,7 @@ class SecureProfile:
         """The RESPONSE, the COMPLETE (after a create or join) and what the room must be told."""
         if request.operation is Operation.LIST_ROOMS:
             return _room_list_reply(request, self.registry.list_rooms()), None, []
-        username, password = request.payload.get("username"), request.payload.get("password", "")
-        if not isinstance(username, str) or not isinstance(password, str):
-            raise ProtocolError('the payload needs "username" and "password" strings')
+        username, password = request.credentials()
         join = self.registry.create_room if request.operation is Operation.CREATE_ROOM else self.registry.join_room
         member, deliveries = join(request.room, username, password, keys)
         self.server.count("joins")

@@ -53,6 +53,14 @@ def test_request_builders_match_the_vectors(vectors):
     assert error.encode().hex() == hexes["error response"]
 
 
+def test_credentials_of_a_request():
+    assert Message.create_room("lab", "alice", "pw").credentials() == ("alice", "pw")
+    assert Message(Operation.JOIN_ROOM, State.REQUEST, "lab", {"username": "bob"}).credentials() == ("bob", "")
+    for payload in ({}, {"username": 7}, {"username": "bob", "password": None}):
+        with pytest.raises(ProtocolError, match='"username" and "password" strings'):
+            Message(Operation.JOIN_ROOM, State.REQUEST, "lab", payload).credentials()
+
+
 def test_datagram_vectors_have_the_documented_outer_layout(vectors):
     for v in vectors["datagrams"]:
         raw = bytes.fromhex(v["datagram_hex"])
