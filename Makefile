@@ -40,7 +40,7 @@ lab: install
 	$(BIN)/python -m jupyterlab $(LAB_FLAGS) $(LAB_ARGS)
 
 test: install system-deps
-	$(BIN)/python -m pytest tests notebooks $(NBVAL)
+	$(BIN)/python -m pytest tests notebooks/solutions $(NBVAL)
 
 # The same without the browser and notebooks, for a quick loop while editing.
 test-fast: install
