@@ -5,6 +5,9 @@ Each lesson has its own module (``start``, ``sockets``, ``packets``, ``crypto``,
 
     from tcrp_lab.exercises import check_frame_reader
     check_frame_reader(my_reader)
+
+Every checker says "not yet" on the student edition's stub, names the first failing case and the
+likely mistake on a wrong answer, and says so on a right one (see :mod:`.common`).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .common import CheckResult, check
+from .common import Case, CheckResult, check
 
 LESSON_MODULES = ("start", "sockets", "packets", "crypto", "threads", "timeouts", "reliability", "legacy")
 
@@ -31,4 +34,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"tcrp_lab.exercises has no checker {name!r}")
 
 
-__all__ = ["CheckResult", "check"]
+__all__ = ["Case", "CheckResult", "check"]
