@@ -1,7 +1,9 @@
 # tcrp_lab — two commands for a newcomer:
-#   make lab    set everything up and open JupyterLab on the lessons
+#   make lab    set everything up and open JupyterLab on the lessons (the student edition)
 #   make test   set everything up and run every test (unit, property, server, browser, notebooks)
 # Both create ./.venv unless a virtual environment is already active.
+# Lessons: notebooks/solutions/ is the instructor edition (the source); notebooks/NN_*.ipynb, the
+# student edition, is generated from it by `make editions` and never edited by hand.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,7 +15,7 @@ endif
 STAMP := $(BIN)/.tcrp_lab-installed
 NBVAL := --nbval --nbval-current-env --nbval-cell-timeout=120 --nbval-sanitize-with notebooks/sanitize.cfg
 
-.PHONY: lab test test-fast test-container install system-deps server bench clean
+.PHONY: lab test test-fast test-container editions install system-deps server bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +31,8 @@ install: $(STAMP)
 system-deps:
 	@bash scripts/install-system-deps.sh
 
-# Opens on lesson 00; no news or update pop-ups; --allow-root only when run as root (e.g. in a container).
+# Opens the student edition on lesson 00 (worked answers one folder away, in solutions/); no news or
+# update pop-ups; --allow-root only when run as root (e.g. in a container).
 LAB_FLAGS := --notebook-dir=notebooks --LabApp.default_url=/lab/tree/00_start_here.ipynb \
 	--LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate \
 	$(if $(filter 0,$(shell id -u)),--allow-root,)
@@ -39,12 +42,18 @@ LAB_ARGS ?=
 lab: install
 	$(BIN)/python -m jupyterlab $(LAB_FLAGS) $(LAB_ARGS)
 
+# nbval strict on the instructor edition; tests/test_editions.py checks the student edition is up
+# to date, answer-free, and runs with each exercise's checker saying "not yet".
 test: install system-deps
 	$(BIN)/python -m pytest tests notebooks/solutions $(NBVAL)
 
 # The same without the browser and notebooks, for a quick loop while editing.
 test-fast: install
-	$(BIN)/python -m pytest tests -m "not browser" -x -q
+	$(BIN)/python -m pytest tests -m "not browser and not notebook" -x -q
+
+# Regenerate the student edition (notebooks/NN_*.ipynb) from notebooks/solutions/ after editing a lesson.
+editions: install
+	$(BIN)/python -m tcrp_lab.editions
 
 # Build the Dockerfile with podman on a local stand-in base image and check it (issue: delivery).
 test-container:
