@@ -1,4 +1,4 @@
-"""Lesson 06's checker: a right missing_ranges passes; the typical wrong ones fail, saying on which input."""
+"""Lesson 06's checker: a stub is "not yet", each typical wrong answer is named with its likely mistake, a right one passes."""
 
 from __future__ import annotations
 
@@ -6,6 +6,11 @@ import threading
 
 from tcrp_lab.exercises import check_gaps
 from tcrp_lab.exercises.reliability import CASES, reference_missing_ranges
+
+
+def stub(received):
+    # YOUR CODE HERE
+    raise NotImplementedError()
 
 
 def right(received):
@@ -34,7 +39,20 @@ def from_the_first_received(received):
 
 
 def off_by_one(received):
+    """Makes the ranges one too long: (first, next received) instead of (first, next received - 1)."""
     return [(first, last + 1) for first, last in right(received)]
+
+
+def keeps_duplicates(received):
+    """Pairs neighbours in sorted order, but a seq that arrived twice is its own neighbour."""
+    seqs = [0] + sorted(received)
+    return [(a + 1, b - 1) for a, b in zip(seqs, seqs[1:]) if b != a + 1]
+
+
+def lists_the_seqs(received):
+    """Returns the missing seqs one by one, not as ranges."""
+    have = set(received)
+    return [s for s in range(1, max(have, default=0) + 1) if s not in have]
 
 
 def test_the_reference_gives_the_lessons_example():
@@ -42,39 +60,64 @@ def test_the_reference_gives_the_lessons_example():
     assert reference_missing_ranges([]) == [] and reference_missing_ranges([3]) == [(1, 2)]
 
 
+def test_a_stub_is_not_yet_and_says_what_to_write():
+    result = check_gaps(stub)
+    assert result.status == "not_yet" and not result
+    assert "missing_ranges(received)" in result.todo and "(first, last)" in result.todo
+    assert "Traceback" not in str(result) and "NotImplementedError" not in str(result)
+
+
 def test_a_right_answer_passes_and_lists_of_lists_count():
     result = check_gaps(right)
-    assert result and result.passed == len(CASES)
+    assert result.status == "passed" and result.passed == len(CASES)
     assert check_gaps(lambda received: [list(r) for r in right(received)])
 
 
-def test_arrival_order_is_caught():
+def test_arrival_order_is_caught_with_its_hint():
     result = check_gaps(in_arrival_order)
-    assert not result
+    assert result.status == "failed"
     assert ("missing_ranges([5, 1, 2]), arrival order is not room order: expected [(3, 4)], got [(1, 4)]"
-            in result.failures)
+            == result.failures[0])
+    assert "sorted" in result.hint
 
 
-def test_counting_from_the_first_received_is_caught():
+def test_counting_from_the_first_received_is_caught_with_its_hint():
     result = check_gaps(from_the_first_received)
-    assert not result
+    assert result.status == "failed"
     assert result.failures[0] == ("missing_ranges([4]), only seq 4 arrived: the room counts from 1, so 1-3 are "
                                   "missing: expected [(1, 3)], got []")
+    assert "counts from 1" in result.hint
 
 
-def test_a_long_difference_is_summarised_at_its_first_item():
+def test_each_typical_mistake_fails_first_where_its_hint_names_it():
+    for answer, first_case, hint_words in [
+        (off_by_one, "missing_ranges([1, 2, 5, 6, 9]), two gaps", "inclusive"),
+        (keeps_duplicates, "missing_ranges([1, 1, 2, 4, 4]), duplicates", "set()"),
+        (lists_the_seqs, "missing_ranges([1, 2, 5, 6, 9]), two gaps", "inclusive"),
+    ]:
+        result = check_gaps(answer)
+        assert result.status == "failed", answer.__name__
+        assert result.failures[0].startswith(first_case), (answer.__name__, result.failures[0])
+        assert hint_words in result.hint, (answer.__name__, result.hint)
+        assert 0 <= result.passed < len(CASES)
+
+
+def test_the_long_case_shows_expected_and_got_in_full():
     result = check_gaps(off_by_one)
-    assert not result
     long = [f for f in result.failures if "items)]" in f]
-    assert len(long) == 1 and "they differ first at item 0" in long[0] and len(long[0]) < 300
+    assert len(long) == 1 and "expected [(" in long[0] and "…" not in long[0]
 
 
 def test_exceptions_and_endless_loops_are_reported_not_raised():
-    assert "your code raised TypeError" in str(check_gaps(lambda received: sorted(received) + None))
+    crashed = check_gaps(lambda received: sorted(received) + None)
+    assert crashed.status == "failed" and "your code raised TypeError" in crashed.failures[0]
     release = threading.Event()
-    result = check_gaps(lambda received: release.wait(5), timeout=0.2)
-    release.set()   # let the stuck call end
-    assert not result and len(result.failures) == 1 and "did not return within 0.2 s" in result.failures[0]
+    try:
+        stuck = check_gaps(lambda received: release.wait(5), timeout=0.2)
+    finally:
+        release.set()   # let the stuck call end
+    assert stuck.status == "failed" and "did not return within 0.2 s" in stuck.failures[0]
+    assert all("not run" in f for f in stuck.failures[1:]) and len(stuck.failures) == len(CASES)
 
 
 def test_the_input_is_a_copy():
