@@ -61,17 +61,19 @@ RUN useradd --no-log-init --create-home --shell /bin/bash \
         --uid "${NB_UID}" --gid "${NB_GID}" --no-user-group "${NB_USER}" \
     && install -d -m 700 -o "${NB_UID}" -g "${NB_GID}" "${HOME}/.tcrp_lab"
 
-# The lessons, and the protocol spec they link to (../docs/TCRP.md).
+# The lessons in both editions: notebooks/NN_*.ipynb, the student edition a learner opens, and
+# notebooks/solutions/, the worked answers one deliberate step away; and the docs they link to
+# (../docs/TCRP.md, ../docs/GLOSSARY.md from the student edition).
 WORKDIR ${HOME}
 COPY --chown=${NB_UID}:${NB_GID} notebooks/ ${HOME}/notebooks/
 COPY --chown=${NB_UID}:${NB_GID} docs/ ${HOME}/docs/
 
-# JupyterLab opens on the first lesson (else on the lessons folder), with no "Jupyter news?" toast
-# and no update check. The config lives in the environment, so `jupyter notebook` (Binder) reads it too.
-RUN url=/lab/tree/notebooks; \
-    if [ -f notebooks/00_start_here.ipynb ]; then url=/lab/tree/notebooks/00_start_here.ipynb; fi; \
-    mkdir -p "${VIRTUAL_ENV}/etc/jupyter" "${VIRTUAL_ENV}/share/jupyter/lab/settings" \
-    && echo "{\"LabApp\": {\"default_url\": \"${url}\", \"news_url\": null, \"check_for_updates_class\": \"jupyterlab.NeverCheckForUpdate\"}}" \
+# JupyterLab opens on the first lesson of the student edition (the build fails if it is missing),
+# with no "Jupyter news?" toast and no update check. The config lives in the environment, so
+# `jupyter notebook` (Binder) reads it too.
+RUN test -f notebooks/00_start_here.ipynb \
+    && mkdir -p "${VIRTUAL_ENV}/etc/jupyter" "${VIRTUAL_ENV}/share/jupyter/lab/settings" \
+    && echo '{"LabApp": {"default_url": "/lab/tree/notebooks/00_start_here.ipynb", "news_url": null, "check_for_updates_class": "jupyterlab.NeverCheckForUpdate"}}' \
         > "${VIRTUAL_ENV}/etc/jupyter/jupyter_server_config.json" \
     && echo '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' \
         > "${VIRTUAL_ENV}/share/jupyter/lab/settings/overrides.json"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The container check: build the Dockerfile, run the image, and prove it works the way users meet it.
 #
-#   1. `run IMAGE` (the default command): /api/status answers 200, / opens the lessons, the news
-#      feed and update check are off, the notebooks are there, a kernel starts, the HEALTHCHECK
+#   1. `run IMAGE` (the default command): /api/status answers 200, / opens the first lesson of the
+#      student edition, the news feed and update check are off, both editions (notebooks/ and
+#      notebooks/solutions/) and the docs they link to are there, a kernel starts, the HEALTHCHECK
 #      passes and the user is jovyan (uid 1000), not root;
 #   2. `python -m tcrp_lab.server --host 0.0.0.0 --tcp-port 9001 --udp-port 9002` started inside
 #      that container is reached from the host through the published 9001/tcp and 9002/udp:
@@ -221,7 +222,7 @@ run_container "$binder" -e JUPYTER_TOKEN="$TOKEN" -p "127.0.0.1:$binder_port:888
 "$PYTHON" scripts/lab_probe.py --url "http://127.0.0.1:$binder_port" --token "$TOKEN" --minimal || fail "Binder launch"
 user=$("$ENGINE" exec "$binder" id -u):$("$ENGINE" exec "$binder" id -un)
 [ "$user" = "1001:binder" ] || fail "Binder's build args are not honoured: runs as $user, not 1001:binder"
-"$ENGINE" exec "$binder" test -w /home/binder/notebooks || fail "Binder's user cannot write its notebooks"
+"$ENGINE" exec "$binder" test -w /home/binder/notebooks/00_start_here.ipynb || fail "Binder's user cannot write its notebooks"
 log "Binder launch: /api/status 200 as $user"
 
 log "OK: built, served JupyterLab, chatted through the container, and launched as Binder does"

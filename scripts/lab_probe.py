@@ -2,8 +2,9 @@
 
     python scripts/lab_probe.py --url http://127.0.0.1:18888 --token TOKEN [--minimal]
 
-Waits (bounded) for ``/api/status`` to answer 200, then checks that ``/`` opens the lessons, that
-the news feed and the update check are off, and that every notebook of ./notebooks was copied in.
+Waits (bounded) for ``/api/status`` to answer 200, then checks that ``/`` opens the first lesson of
+the student edition, that the news feed and the update check are off, that both editions
+(./notebooks and ./notebooks/solutions) were copied in, and the files their lessons link to.
 ``--minimal`` stops after ``/api/status`` (for Binder's ``jupyter notebook`` launch). Standard
 library only; exits non-zero with the reason on failure.
 """
@@ -20,7 +21,8 @@ import urllib.request
 from pathlib import Path
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-FIRST_LESSON = "notebooks/00_start_here.ipynb"
+FIRST_LESSON = "notebooks/00_start_here.ipynb"   # the student edition; worked answers in notebooks/solutions/
+EDITIONS = ("notebooks", "notebooks/solutions")
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -69,7 +71,7 @@ def wait_for_status(lab: Lab, timeout: float) -> dict:
 
 def full_checks(lab: Lab) -> None:
     status, headers, _ = lab.request("/")
-    expected = "/lab/tree/" + (FIRST_LESSON if (NOTEBOOKS.parent / FIRST_LESSON).exists() else "notebooks")
+    expected = "/lab/tree/" + FIRST_LESSON
     location = headers.get("Location", "")
     check(status == 302 and location.split("?")[0].endswith(expected),
           f"/ should open {expected}, but answered {status} -> {location!r}")
@@ -82,31 +84,39 @@ def full_checks(lab: Lab) -> None:
     check(defaults.get("fetchNews") == "false" and defaults.get("checkForUpdates") is False,
           f"overrides.json is not applied to the notification settings: {defaults}")
 
-    listing = lab.json("/api/contents/notebooks")
-    served = {item["name"] for item in listing["content"]}
-    wanted = {p.name for p in NOTEBOOKS.glob("*.ipynb")}
-    check(wanted <= served, f"notebooks missing from the image: {sorted(wanted - served)}")
+    count = 0
+    for folder, wanted in notebooks().items():
+        served = {item["name"] for item in lab.json(f"/api/contents/{folder}")["content"]}
+        check(wanted <= served, f"notebooks missing from {folder} in the image: {sorted(wanted - served)}")
+        count += len(wanted)
 
     links = linked_files()
     for path in links:
         status, _, _ = lab.request(f"/api/contents/{path}?content=0")
         check(status == 200, f"a lesson links to {path}, which the image does not serve ({status})")
-    print(f"lab probe: / opens {expected}; news and update check off; {len(wanted)} notebooks and "
-          f"{len(links)} files they link to served")
+    print(f"lab probe: / opens {expected}; news and update check off; {count} notebooks of both editions "
+          f"and {len(links)} files they link to served")
+
+
+def notebooks() -> dict[str, set[str]]:
+    """The notebooks of each edition in this checkout, by folder relative to the repository root."""
+    root = NOTEBOOKS.parent
+    return {folder: {p.name for p in (root / folder).glob("*.ipynb")} for folder in EDITIONS}
 
 
 def linked_files() -> set[str]:
     """Repository files the lessons' markdown links to (``[..](../docs/TCRP.md#3)``), relative to the root."""
     root = NOTEBOOKS.parent.resolve()
     found = set()
-    for notebook in NOTEBOOKS.glob("*.ipynb"):
-        for cell in json.loads(notebook.read_text())["cells"]:
-            if cell["cell_type"] != "markdown":
-                continue
-            for target in re.findall(r"\]\(([^)\s#]+)", "".join(cell["source"])):
-                path = (NOTEBOOKS / target).resolve()
-                if "://" not in target and path.is_file() and path.is_relative_to(root):
-                    found.add(path.relative_to(root).as_posix())
+    for folder in EDITIONS:
+        for notebook in (root / folder).glob("*.ipynb"):
+            for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:
+                if cell["cell_type"] != "markdown":
+                    continue
+                for target in re.findall(r"\]\(([^)\s#]+)", "".join(cell["source"])):
+                    path = (notebook.parent / target).resolve()
+                    if "://" not in target and path.is_file() and path.is_relative_to(root):
+                        found.add(path.relative_to(root).as_posix())
     return found
 
 

@@ -97,3 +97,68 @@ def test_lab_probe_gives_up_when_nothing_answers():
         with pytest.raises(SystemExit, match="did not answer 200 within 1"):
             lab_probe.main(["--url", f"http://127.0.0.1:{closed.getsockname()[1]}", "--token", "t",
                             "--timeout", "1"])
+
+
+def fake_lab_handler(folders: dict[str, set[str]]):
+    """A handler answering like the image's JupyterLab, serving only ``folders`` ({folder: notebook names})."""
+    files = {f"{folder}/{name}" for folder, names in folders.items() for name in names} | lab_probe.linked_files()
+
+    class FakeLab(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            path = self.path.split("?")[0]
+            settings = {"schema": {"properties": {"fetchNews": {"default": "false"},
+                                                  "checkForUpdates": {"default": False}}}}
+            answers = {"/api/status": {"started": "now"}, "/lab/api/news": {"news": []},
+                       "/lab/api/update": {"notification": None},
+                       "/lab/api/settings/@jupyterlab/apputils-extension:notification": settings}
+            answers.update({f"/api/contents/{folder}": {"content": [{"name": n} for n in names]}
+                            for folder, names in folders.items()})
+            if path == "/":
+                self.send_response(302)
+                self.send_header("Location", f"/lab/tree/{lab_probe.FIRST_LESSON}")
+                self.end_headers()
+                return
+            found = path in answers or path.removeprefix("/api/contents/") in files
+            self.send_response(200 if found else 404)
+            self.end_headers()
+            self.wfile.write(json.dumps(answers.get(path, {})).encode())
+
+        def log_message(self, *args):
+            pass
+
+    return FakeLab
+
+
+@pytest.fixture
+def fake_lab():
+    servers = []
+
+    def serve(folders):
+        server = ThreadingHTTPServer(("127.0.0.1", 0), fake_lab_handler(folders))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_lab_probe_passes_when_both_editions_and_their_links_are_served(fake_lab, capsys):
+    assert lab_probe.main(["--url", fake_lab(lab_probe.notebooks()), "--token", "t"]) == 0
+    out = capsys.readouterr().out
+    assert f"/ opens /lab/tree/{lab_probe.FIRST_LESSON}" in out and "notebooks of both editions" in out
+
+
+def test_lab_probe_fails_when_the_worked_answers_are_missing_from_the_image(fake_lab):
+    only_students = {"notebooks": lab_probe.notebooks()["notebooks"], "notebooks/solutions": set()}
+    with pytest.raises(SystemExit, match="notebooks missing from notebooks/solutions"):
+        lab_probe.main(["--url", fake_lab(only_students), "--token", "t"])
+
+
+def test_lab_probe_knows_both_editions_and_the_docs_they_link_to():
+    editions = lab_probe.notebooks()
+    assert lab_probe.FIRST_LESSON.split("/")[-1] in editions["notebooks"]
+    assert editions["notebooks"] == editions["notebooks/solutions"]   # one student notebook per lesson
+    assert "docs/TCRP.md" in lab_probe.linked_files()

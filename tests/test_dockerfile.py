@@ -135,3 +135,15 @@ def test_every_copied_path_is_let_through_dockerignore():
     allowed = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
     ignored = [source for source in copy_sources() if source.rstrip("/") not in allowed]
     assert ignored == [], f"COPY sources ignored by .dockerignore: {ignored}"
+
+
+def test_the_image_opens_the_student_edition_with_the_worked_answers_and_docs_beside_it():
+    """notebooks/ holds both editions (the student one, and solutions/); docs/ is what their links reach."""
+    assert {"notebooks/", "docs/"} <= set(copy_sources())
+    dockerignore = (ROOT / ".dockerignore").read_text()
+    assert "solutions" not in dockerignore and "ipynb\n" not in dockerignore   # neither edition is left out
+    config = next(run for run in args_of("RUN") if "default_url" in run)
+    assert '"default_url": "/lab/tree/notebooks/00_start_here.ipynb"' in config
+    assert config.startswith("test -f notebooks/00_start_here.ipynb")   # no student edition, no image
+    assert (ROOT / "notebooks" / "00_start_here.ipynb").is_file()
+    assert (ROOT / "notebooks" / "solutions" / "00_start_here.ipynb").is_file()
