@@ -1,4 +1,4 @@
-"""Attacks on TCRP/1 for lesson 07, and the same attacks failing on TCRP/2, each for its own reason.
+"""Attacks on TCRP/1 for lesson 08, and the same attacks failing on TCRP/2, each for its own reason.
 
 Everything runs on loopback against a server you started. The tools:
 
@@ -379,7 +379,11 @@ class _Watch:
         if self.legacy:
             record = _wait(lambda: self.relayed(token, peer), timeout)
             if record is None:
-                return AttackResult(attack, profile, False, f"The server relayed nothing of it within {timeout} s.")
+                stopped = self.server.profile.stopped_by
+                why = f" Its relay had stopped at a bad datagram ({stopped}): it relays nothing any more." \
+                    if stopped else ""
+                return AttackResult(attack, profile, False,
+                                    f"The server relayed nothing of it within {timeout} s.{why}")
             return AttackResult(attack, profile, True, f"{why_worked} The server relayed {record.text!r} as "
                                 f"{record.user} to {', '.join(record.to) or 'nobody'}.", {"relayed": record})
         reason = _wait(lambda: self.dropped(blocked_by), timeout)

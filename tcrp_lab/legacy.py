@@ -1,4 +1,4 @@
-"""TCRP/1: the original Online-Chat design, reproduced byte for byte so that lesson 07 can break it.
+"""TCRP/1: the original Online-Chat design, reproduced byte for byte so that lessons 07 and 08 can read and break it.
 
 INSECURE ON PURPOSE. Nothing here is a model to copy; :mod:`tcrp_lab.attacks` shows why, flaw by
 flaw, and TCRP/2 (the default, :mod:`tcrp_lab.server`) is the answer to each. A legacy server is
@@ -33,6 +33,16 @@ Where §6 is silent, the choices follow the original design and are marked "(§6
   encrypted). There is no leave message and no shutdown notice: members find out by silence;
 * RoomNameSize counts UTF-8 bytes (§6 says u8 of the RoomName; the original counted characters,
   which only differs for non-ASCII names).
+
+One flaw is reproduced on purpose although the threaded shell does not need it (§6: "one bad datagram
+can stop the relay"). The original decoded each datagram with no checks, in its only UDP thread:
+missing size bytes, a token it did not know, or a room name or message that was not UTF-8 raised an
+exception that ended the thread, and no datagram of any room was relayed again until a restart (an
+original client in a room with a non-ASCII name was enough: it counted RoomNameSize in characters).
+:class:`LegacyProfile` does the same deliberately: at the first such datagram it records why in
+``stopped_by``, logs an error, counts ``drops["relay_crash"]``, and from then on reads and drops every
+datagram unrelayed (``drops["relay_stopped"]``). Only this profile does it; TCRP/2 drops a bad datagram
+and serves the next one (TCRP.md §4). TCP joins and the reaper go on, as they did in the original.
 """
 
 from __future__ import annotations
@@ -58,7 +68,7 @@ from .protocol import SIZE_FIELD_BYTES, Message, Operation, ProtocolError, decod
 
 __all__ = [
     "CLOSE_NOTICE", "INVALID_PASSWORD", "INVALID_ROOM", "LegacyClient", "LegacyProfile", "LegacyRefused",
-    "NAME", "RelayCrash", "Relayed", "TIMEOUT_NOTICE", "WARNING", "cfb_decrypt", "cfb_encrypt", "datagram",
+    "NAME", "Relayed", "TIMEOUT_NOTICE", "WARNING", "cfb_decrypt", "cfb_encrypt", "datagram",
     "join_notice", "key_exchange", "open_key_exchange", "parse_datagram", "request",
 ]
 
@@ -147,19 +157,6 @@ def join_notice(username: str) -> str:
 
 # --- the server half --------------------------------------------------------------------------
 
-class RelayCrash(Exception):
-    """A datagram at which the original relay's only UDP thread died.
-
-    The original decoded each datagram with no checks: two size bytes that are missing, a room
-    name or message that is not UTF-8, or a token it did not know raised an exception that ended
-    its UDP thread, so one bad datagram stopped the relay for every room until a restart. Our
-    threaded shell is not that fragile: the legacy handler raises this at the same step, which
-    aborts the relay of that one datagram (state changed before that step stays changed, as in
-    the original); the shell catches it and counts it (``drops["internal_error"]``), and the UDP
-    thread serves the next datagram.
-    """
-
-
 @dataclass(eq=False)
 class LegacySession:
     """One member, as the original kept it: the session key and IV, the last address seen."""
@@ -200,7 +197,7 @@ class LegacyProfile:
     ``per_connection_key`` (default True, as the original) makes a new ``key_bits`` RSA key for every
     connection, which takes 0.03-0.26 s; set it False to use the server's one key instead (fast tests).
     ``rooms`` and ``sessions`` are the original's state, passwords in clear; ``relayed`` records the
-    last relayed datagrams.
+    last relayed datagrams; ``stopped_by`` says why the relay stopped, once a bad datagram stopped it.
     """
 
     name = NAME
@@ -212,6 +209,7 @@ class LegacyProfile:
         self.rooms: dict[str, LegacyRoom] = {}
         self.sessions: dict[bytes, LegacySession] = {}
         self.relayed: deque[Relayed] = deque(maxlen=MAX_RELAYED)
+        self.stopped_by: str | None = None   # why the relay stopped (see the module docstring); None: it runs
         self._relay_index = itertools.count(1)
         self._lock = threading.Lock()
         log.warning(WARNING)
@@ -302,16 +300,23 @@ class LegacyProfile:
     # --- UDP: decrypt with the token's key, relay to the room named in the datagram --------------
 
     def handle_datagram(self, data: bytes, peer: tuple[str, int]) -> None:
-        """Relay one datagram in the original's order of steps; see :class:`RelayCrash` for bad ones."""
+        """Relay one datagram in the original's order of steps; the first bad one stops the relay for good."""
+        if self.stopped_by is not None:   # the original's UDP thread was dead: nothing relayed any more
+            self._trace_udp("in", peer, data, "rejected", error=f"relay_stopped: {self.stopped_by}")
+            self.server.drop("relay_stopped", peer)
+            return
         try:
             room, token, body = parse_datagram(data)
             session = self.sessions[token]
             text = cfb_decrypt(session.key, session.iv, body).decode("utf-8")
         except (ProtocolError, KeyError, UnicodeDecodeError) as exc:
             why = "unknown token" if isinstance(exc, KeyError) else getattr(exc, "reason", None) or str(exc)
+            self.stopped_by = f"{why}, in a datagram from {peer[0]}:{peer[1]}"
             self._trace_udp("in", peer, data, "rejected", error=f"relay_crash: {why}")
-            raise RelayCrash(f"the original relay's UDP thread would have died here ({why}): "
-                             "from now on nobody's messages would be relayed") from None
+            self.server.drop("relay_crash", peer, why)
+            log.error("TCRP/1 relay stopped by a bad datagram (%s): as in the original, no datagram of any room "
+                      "is relayed from now on, until the server restarts", self.stopped_by)
+            return
         with self._lock:
             session.address = peer   # no authentication: whoever sends the token now gets its traffic
             session.last_activity = self.server.registry.clock()

@@ -1,4 +1,4 @@
-"""Every attack of lesson 07 works on TCRP/1 and fails on TCRP/2, for the reason the spec gives."""
+"""Every attack of lesson 08 works on TCRP/1 and fails on TCRP/2, for the reason the spec gives."""
 
 from __future__ import annotations
 
@@ -300,3 +300,14 @@ def test_key_swap_is_caught_by_the_pinned_fingerprint_on_tcrp2(secure_server, cl
                                fingerprint=secure_server.fingerprint)
     assert len(relay.wait_for(1)) == 1 and not relay.captured(C2S)   # nothing was sent
     wait_for(lambda: secure_server.stats["drops"].get("tcp_closed_early"), what="the server to see the abort")
+
+
+def test_an_attack_on_a_legacy_relay_that_stopped_says_so(legacy_server, closing):
+    relay = closing(UdpRelay(legacy_server.address))
+    alice, _ = legacy_pair(legacy_server, relay, closing)
+    captured = relay.wait_for(1, where=from_client(alice))[0]
+    attacker_socket(closing).sendto(b"\x07", (legacy_server.address.host, legacy_server.address.udp_port))
+    wait_for(lambda: legacy_server.profile.stopped_by, what="the relay stopped")
+    result = replay(legacy_server, relay, captured, timeout=0.3)
+    assert not result
+    assert "relay had stopped at a bad datagram (a datagram needs its two size bytes" in result.explanation

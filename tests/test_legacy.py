@@ -235,19 +235,39 @@ def test_timeout_notice_is_bare(server, udp, clock):
     assert sock.recv(4096) == TIMEOUT_NOTICE
 
 
-def test_one_bad_datagram_is_where_the_original_relay_died_and_ours_goes_on(server, udp, caplog):
-    alice = create(server)
-    sock = udp()
-    target = udp_address(server)
-    unknown = datagram("lab", secrets.token_bytes(TOKEN_BYTES), alice.key, alice.iv, "who am I?")
-    not_utf8 = bytes([3, 255]) + b"lab" + alice.token + cfb_encrypt(alice.key, alice.iv, b"\xff\xfe")
-    with caplog.at_level(logging.ERROR, logger="tcrp_lab.server"):
-        for bad in (b"\x07", unknown, not_utf8):
-            sock.sendto(bad, target)
-        wait_for(lambda: server.stats["drops"].get("internal_error") == 3, what="three relay crashes counted")
-    assert "would have died" in caplog.text
-    sock.sendto(datagram("lab", alice.token, alice.key, alice.iv, "alive?"), target)
-    assert sock.recv(4096) == datagram("lab", alice.token, alice.key, alice.iv, "alive?")
+def original_client_datagram(room: str, token: bytes, key: bytes, iv: bytes, text: str) -> bytes:
+    """What the original client sent: RoomNameSize counted in characters, not UTF-8 bytes."""
+    return bytes([len(room), len(token)]) + room.encode("utf-8") + token + cfb_encrypt(key, iv, text.encode("utf-8"))
+
+
+@pytest.mark.parametrize("bad", ["two size bytes missing", "an unknown token", "a message that is not UTF-8",
+                                 "an original client in a room with a non-ASCII name"])
+def test_one_bad_datagram_stops_the_relay_for_every_room_as_in_the_original(server, udp, caplog, bad):
+    alice, carol = create(server, "lab", "alice"), create(server, "研究室", "carol")
+    a, c = udp(), udp()
+    a.sendto(datagram("lab", alice.token, alice.key, alice.iv, join_notice("alice")), udp_address(server))
+    c.sendto(datagram("研究室", carol.token, carol.key, carol.iv, join_notice("carol")), udp_address(server))
+    a.recv(4096), c.recv(4096)   # both rooms relay
+    datagrams = {
+        "two size bytes missing": b"\x07",
+        "an unknown token": datagram("lab", secrets.token_bytes(TOKEN_BYTES), alice.key, alice.iv, "who am I?"),
+        "a message that is not UTF-8": bytes([3, 255]) + b"lab" + alice.token + cfb_encrypt(alice.key, alice.iv,
+                                                                                              b"\xff\xfe"),
+        "an original client in a room with a non-ASCII name": original_client_datagram(
+            "研究室", carol.token, carol.key, carol.iv, "carol: こんにちは"),
+    }
+    with caplog.at_level(logging.ERROR, logger="tcrp_lab.legacy"):
+        c.sendto(datagrams[bad], udp_address(server))
+        wait_for(lambda: server.stats["drops"].get("relay_crash") == 1, what="the relay stopped")
+    assert "relay stopped by a bad datagram" in caplog.text and server.profile.stopped_by
+    a.settimeout(0.3), c.settimeout(0.3)
+    for sock, room, client, name in ((a, "lab", alice, "alice"), (c, "研究室", carol, "carol")):
+        sock.sendto(datagram(room, client.token, client.key, client.iv, f"{name}: still there?"), udp_address(server))
+    wait_for(lambda: server.stats["drops"].get("relay_stopped") == 2, what="both later datagrams dropped")
+    for sock in (a, c):
+        with pytest.raises(TimeoutError):
+            sock.recv(4096)
+    assert len(create(server, "after", "dave").token) == TOKEN_BYTES   # TCP joins go on, as in the original
 
 
 def test_bad_tcp_input_is_counted_and_the_server_goes_on(server):
