@@ -1,4 +1,5 @@
-"""check_frame_reader (lesson 01): passes correct readers, explains what is wrong with typical bugs."""
+"""check_frame_reader (lesson 01): passes correct readers, says "not yet" to the stub, and names the
+first broken chunking and the likely mistake for typical bugs."""
 
 from __future__ import annotations
 
@@ -93,6 +94,23 @@ class NeverConsumes(GoodReader):
         return frames
 
 
+class StubInit:
+    """The student edition: both bodies are stubs."""
+
+    def __init__(self) -> None:
+        raise NotImplementedError()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        raise NotImplementedError()
+
+
+class StubFeed(GoodReader):
+    """__init__ written, feed not yet: its NotImplementedError must not pass for a refusal."""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        raise NotImplementedError()
+
+
 def failures(result) -> str:
     return "\n".join(result.failures)
 
@@ -100,14 +118,23 @@ def failures(result) -> str:
 def test_correct_readers_pass():
     for reader in (GoodReader, FrameReader):
         result = check_frame_reader(reader)
-        assert result, failures(result)
+        assert result.status == "passed", str(result)
         assert result.passed == 13
         assert "all 13 checks passed" in str(result)
 
 
+def test_the_stub_is_not_yet_with_what_to_write_and_no_traceback():
+    for stub in (StubInit, StubFeed):
+        result = check_frame_reader(stub)
+        assert result.status == "not_yet" and not result
+        assert "feed(data) adds data to it" in str(result) and "Traceback" not in str(result)
+
+
 def test_one_frame_per_chunk_is_told_which_chunking_broke_it():
     result = check_frame_reader(OneFramePerChunk)
-    assert not result
+    assert result.status == "failed"
+    assert result.failures[0].startswith("two frames in one chunk: ")
+    assert "keep cutting frames off the buffer while a whole one is there" in result.hint
     text = failures(result)
     assert "two frames in one chunk" in text
     assert "expected [b'first', b'second frame']" in text
@@ -121,25 +148,28 @@ def test_a_reader_without_limits_is_told_to_refuse_bad_lengths():
     text = failures(result)
     assert "a length of 0" in text and "should refuse a length of 0 by raising an exception" in text
     assert "should refuse a length over 65,536" in text and "4 GiB" in text
+    assert "raise (ValueError, say) if it is not 1-65,536" in result.hint
 
 
 def test_a_one_byte_length_fails_only_past_255_bytes():
     result = check_frame_reader(LastByteLength)
     text = failures(result)
-    assert "a 300-byte body" in text
+    assert result.failures[0].startswith("a 300-byte body")
     assert "one frame in one chunk" not in text and "one byte at a time" not in text
+    assert "the length is all 4 bytes, big-endian" in result.hint
 
 
 def test_hints_for_a_kept_length_and_a_missing_return():
-    assert "you returned the 4 length bytes too" in failures(check_frame_reader(KeepsTheLength))
-    text = failures(check_frame_reader(ForgetsToReturn))
-    assert "returned None; feed must return a list" in text
+    assert "you returned the 4 length bytes too" in check_frame_reader(KeepsTheLength).hint
+    result = check_frame_reader(ForgetsToReturn)
+    assert "returned None, not a list of byte strings" in result.failures[0]
+    assert "feed must return a list" in result.hint
 
 
 def test_an_endless_loop_is_reported_not_hung():
     result = check_frame_reader(NeverConsumes)
-    assert len(result.failures) == 1
-    assert "did not return within 1 s (an endless loop?" in result.failures[0]
+    assert result.status == "failed" and len(result.failures) == 1
+    assert "did not return within 1 s" in result.failures[0] and "an endless loop?" in result.hint
     assert "the other 12 case(s) were not run" in result.failures[0]
 
 
@@ -162,8 +192,8 @@ def test_the_checker_works_again_after_an_endless_loop():
 
 
 def test_misuse_is_reported_not_raised():
-    text = failures(check_frame_reader(FrameReader()))
-    assert "pass the class itself" in text
+    result = check_frame_reader(FrameReader())
+    assert result.status == "failed" and "pass the class itself" in result.hint
     assert "have no feed(data) method" in failures(check_frame_reader(dict))
 
     class Broken:
