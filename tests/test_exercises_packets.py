@@ -1,4 +1,5 @@
-"""check_decode (lesson 02): passes a correct decoder, names the wrong field for typical bugs."""
+"""check_decode (lesson 02): passes a correct decoder, says "not yet" to the stub, and names the first
+wrong field and the likely mistake for typical bugs."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import json
 from tcrp_lab.exercises import check_decode
 from tcrp_lab.exercises.packets import FIELDS, sample_requests
 from tcrp_lab.protocol import decode_message
+
+GIVEN = ("03020000000000000000000000000000000000000000000000000000000000266c61627b22757365726e616d65223a"
+         "22626f62222c2270617373776f7264223a22733363726574227d")   # the request lesson 02 shows in hex
+CHECKS = (len(FIELDS) + 1) * len(sample_requests())              # per request: the keys, then each field
 
 
 def good(data: bytes) -> dict:
@@ -25,21 +30,34 @@ def with_library(data: bytes) -> dict:
             "payload_size": len(data) - 32 - len(room), "room": message.room, "payload": dict(message.payload)}
 
 
-def failures(result) -> str:
-    return "\n".join(result.failures)
+def first_problem(answer) -> tuple[str, str]:
+    result = check_decode(answer)
+    assert result.status == "failed", str(result)
+    return result.failures[0], result.hint
 
 
 def test_correct_decoders_pass():
     for answer in (good, with_library):
         result = check_decode(answer)
-        assert result, failures(result)
-        assert result.passed == len(FIELDS) * len(sample_requests()) == 24
+        assert result.status == "passed", str(result)
+        assert result.passed == CHECKS == 35
 
 
-def test_the_samples_are_the_requests_described():
-    for description, message, _ in sample_requests():
+def test_the_samples_are_the_requests_described_and_the_first_is_the_lessons():
+    samples = sample_requests()
+    assert samples[0][1].encode().hex() == GIVEN
+    for description, message, _ in samples:
         assert message.operation.name in description
         assert decode_message(message.encode()) == message
+
+
+def test_the_stub_is_not_yet_with_what_to_write():
+    def stub(data: bytes) -> dict:
+        raise NotImplementedError()
+
+    result = check_decode(stub)
+    assert result.status == "not_yet" and not result
+    assert "int.from_bytes(data[3:32], 'big')" in str(result) and "Traceback" not in str(result)
 
 
 def test_little_endian_size_is_named_and_explained():
@@ -47,19 +65,21 @@ def test_little_endian_size_is_named_and_explained():
         return {**good(data), "payload_size": int.from_bytes(data[3:32], "little")}
 
     result = check_decode(little)
-    assert len(result.failures) == 1 and result.passed == 20
-    text = result.failures[0]
-    assert text.startswith("payload_size is wrong in 4 of 4 requests (bytes 3-31")
-    assert "expected 40, got" in text and "read little-endian" in text
+    assert result.passed == CHECKS - len(sample_requests())
+    problem, hint = first_problem(little)
+    assert problem.startswith("request JOIN_ROOM 'lab' by bob, the request given in the lesson: payload_size")
+    assert "expected 38, got" in problem and "not little-endian" in hint
 
 
 def test_one_byte_size_fails_only_on_the_long_payload():
     def last_byte(data: bytes) -> dict:
         return {**good(data), "payload_size": data[31]}
 
-    text = failures(check_decode(last_byte))
-    assert "payload_size is wrong in 1 of 4 requests" in text
-    assert "expected 334, got 78" in text and "only the last byte" in text
+    result = check_decode(last_byte)
+    assert result.passed == CHECKS - 1
+    problem, hint = first_problem(last_byte)
+    assert "300-character password" in problem and "expected 334, got 78" in problem
+    assert "read all 29 bytes" in hint
 
 
 def test_characters_instead_of_bytes():
@@ -67,17 +87,18 @@ def test_characters_instead_of_bytes():
         room = data[32 : 32 + data[0]].decode("utf-8")
         return {**good(data), "room_size": len(room)}
 
-    text = failures(check_decode(counts_characters))
-    assert "room_size is wrong in 1 of 4 requests" in text
-    assert "JOIN_ROOM 'café'" in text and "expected 5, got 4" in text and "counts characters" in text
+    problem, hint = first_problem(counts_characters)
+    assert problem == "request JOIN_ROOM 'café' by bob (é is 2 bytes in UTF-8): room_size (byte 0): expected 5, got 4"
+    assert "4 characters but 5 bytes" in hint
 
     def slices_by_characters(data: bytes) -> dict:
         room = data[32 : 32 + data[0]].decode("utf-8")
         return {**good(data), "payload": json.loads(data[32 + len(room) :])}
 
-    text = failures(check_decode(slices_by_characters))
-    assert "JOIN_ROOM 'café' by bob (é is 2 bytes in UTF-8): your function raised UnicodeDecodeError" in text
-    assert "hint: the room name is room_size bytes" in text
+    problem, hint = first_problem(slices_by_characters)
+    assert problem.startswith("request JOIN_ROOM 'café' by bob (é is 2 bytes in UTF-8): the keys missing")
+    assert "your code raised UnicodeDecodeError" in problem
+    assert "the payload starts room_size bytes after the header" in hint
 
 
 def test_undecoded_bytes_missing_keys_and_bad_returns():
@@ -86,11 +107,26 @@ def test_undecoded_bytes_missing_keys_and_bad_returns():
         del answer["state"]
         return answer
 
-    text = failures(check_decode(raw))
-    assert "state is missing from the dict you return (byte 2" in text
-    assert "room is wrong in 4 of 4 requests" in text and "expected 'lab', got b'lab'" in text
-    assert "data[i] of a bytes object is already an int" in text
+    result = check_decode(raw)
+    problem, hint = first_problem(raw)
+    assert problem.endswith("the keys missing from the dict returned: expected [], got ['state']")
+    text = "\n".join(result.failures)
+    assert "operation (byte 1): expected 2, got b'\\x02'" in text
+    assert "room (the room_size bytes after the 32-byte header): expected 'lab', got b'lab'" in text
+    assert "state (byte 2): expected 0, got (no 'state' key)" in text
 
-    text = failures(check_decode(lambda data: None))
-    assert "your function returned None, not a dict with the keys room_size, operation" in text
-    assert "check_decode needs your function" in failures(check_decode("not a function"))
+    problem, hint = first_problem(lambda data: None)
+    assert "got None, not a dict" in problem and "return a dict with the keys room_size" in hint
+    problem, hint = first_problem("not a function")
+    assert "check_decode needs your function" in problem
+
+
+def test_each_field_slip_gets_its_own_hint():
+    slips = {
+        "operation": (lambda data: {**good(data), "operation": data[1:2]}, "data[1:2] would be bytes"),
+        "room": (lambda data: {**good(data), "room": data[32 : 32 + data[0]]}, ".decode('utf-8') into a str"),
+        "payload": (lambda data: {**good(data), "payload": data[32 + data[0]:]}, "json.loads of its bytes"),
+    }
+    for field, (answer, hint_part) in slips.items():
+        problem, hint = first_problem(answer)
+        assert f": {field} (" in problem and hint_part in hint, (field, problem, hint)
