@@ -17,6 +17,7 @@ import pytest
 
 from tcrp_lab import editions
 from tcrp_lab.editions import BEGIN, END, SolutionError, exercise_names, solution_regions, student_edition
+from tests.test_readme import broken_links
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "notebooks" / "solutions"
@@ -240,28 +241,11 @@ def output_text(cell) -> str:
 
 # --- links from both editions ----------------------------------------------------------------------
 
-def github_anchors(markdown: Path) -> set[str]:
-    """The anchors GitHub gives a file's headings: lowercase, punctuation dropped, spaces to hyphens."""
-    return {re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
-            for line in markdown.read_text(encoding="utf-8").splitlines() if re.match(r"#{1,6} ", line)}
-
-
 @pytest.mark.parametrize("folder", [SOLUTIONS, STUDENT], ids=["instructor", "student"])
 def test_every_relative_link_in_an_edition_reaches_a_file_and_its_heading(folder):
-    broken = []
-    for path in sorted(folder.glob(editions.LESSON)):
-        for cell in nbformat.read(path, as_version=4).cells:
-            if cell.cell_type != "markdown":
-                continue
-            for target in re.findall(r"\]\(\s*<?([^)\s>]+)", cell.source):
-                if re.match(r"[a-z]+:", target) or target.startswith("#"):
-                    continue   # a web address, or a place in the same notebook
-                file, _, anchor = target.partition("#")
-                linked = (folder / file).resolve()
-                if not linked.is_file():
-                    broken.append(f"{path.name}: {target} (no such file)")
-                elif anchor and linked.suffix == ".md" and anchor not in github_anchors(linked):
-                    broken.append(f"{path.name}: {target} (no such heading in {file})")
+    broken = [f"{path.name}: {link}" for path in sorted(folder.glob(editions.LESSON))
+              for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "markdown"
+              for link in broken_links(cell.source, folder) if not link.startswith("#")]
     assert broken == []
 
 
