@@ -1,107 +1,149 @@
-"""check_keystream_recovery (lesson 07): passes correct answers, explains what is wrong with typical bugs."""
+"""Lesson 07's checker, check_read_with_known: "not yet" on a stub, each typical mistake named, a right answer passes."""
 
 from __future__ import annotations
 
 from tcrp_lab.attacks import keystream_reuse
-from tcrp_lab.exercises import check_keystream_recovery
-from tcrp_lab.exercises.legacy import sample_pairs
-from tcrp_lab.legacy import datagram
+from tcrp_lab.exercises import check_read_with_known
+from tcrp_lab.exercises.legacy import CASES, reference_read, sample_cases
+from tcrp_lab.legacy import BLOCK, cfb_decrypt, cfb_encrypt, datagram
 
 
-def good(known_ciphertext, known_plaintext, other_ciphertext):
-    """A correct answer written from the task alone: keystream first, then the other message."""
-    keystream = bytes(c ^ p for c, p in zip(known_ciphertext, known_plaintext))[:16]
-    return bytes(k ^ c for k, c in zip(keystream, other_ciphertext))
+def xor(a, b):
+    return bytes(x ^ y for x, y in zip(a, b))
 
 
-def good_two_ciphertexts_first(known_ciphertext, known_plaintext, other_ciphertext):
-    """Also correct: XOR the ciphertexts (= XOR of the plaintexts), then take the known message out."""
-    mixed = bytes(a ^ b for a, b in zip(known_ciphertext, other_ciphertext))
-    return bytearray(m ^ p for m, p in zip(mixed, known_plaintext))[:16]
+def stub(known, ciphertext):
+    # YOUR CODE HERE
+    raise NotImplementedError()
 
 
-def whole_length(known_ciphertext, known_plaintext, other_ciphertext):
-    """Forgets that only the first block shares the keystream."""
-    keystream = bytes(c ^ p for c, p in zip(known_ciphertext, known_plaintext))
-    return bytes(k ^ c for k, c in zip(keystream, other_ciphertext))
+def right(known, ciphertext):
+    """Written from the task alone: a keystream per ciphertext block before it, the longest seen."""
+    after = {}
+    for c, p in known:
+        for at in range(0, min(len(c), len(p)), 16):
+            stream = xor(c[at:at + 16], p[at:at + 16])
+            before = c[at - 16:at] if at else b"IV"
+            if len(stream) > len(after.get(before, b"")):
+                after[before] = stream
+    out, before = bytearray(), b"IV"
+    for at in range(0, len(ciphertext), 16):
+        block, stream = ciphertext[at:at + 16], after.get(before, b"")
+        out += xor(block, stream)
+        if len(stream) < len(block):
+            break
+        before = block
+    return out
 
 
-def ciphertexts_only(known_ciphertext, known_plaintext, other_ciphertext):
-    """Stops at the XOR of the two ciphertexts."""
-    return bytes(a ^ b for a, b in zip(known_ciphertext, other_ciphertext))[:16]
+def first_block_only(known, ciphertext):
+    """Lesson 07's old exercise: the first block from the first known message, nothing more."""
+    if not known:
+        return b""
+    c, p = known[0]
+    return xor(xor(c, p)[:16], ciphertext)
 
 
-def plaintext_onto_ciphertext(known_ciphertext, known_plaintext, other_ciphertext):
-    """Skips the keystream."""
-    return bytes(p ^ c for p, c in zip(known_plaintext, other_ciphertext))[:16]
+def whole_length(known, ciphertext):
+    """Uses a known message's keystream position by position, whatever the blocks before."""
+    if not known:
+        return b""
+    c, p = max(known, key=lambda pair: len(pair[0]))
+    return xor(xor(c, p), ciphertext)
 
 
-def always_sixteen(known_ciphertext, known_plaintext, other_ciphertext):
-    """Assumes every input is at least a block long: fails with an IndexError on short ones."""
-    return bytes(known_ciphertext[i] ^ known_plaintext[i] ^ other_ciphertext[i] for i in range(16))
+def first_known_only(known, ciphertext):
+    """Follows the chain, but only through the first known message."""
+    return right(known[:1], ciphertext)
 
 
-def decodes(known_ciphertext, known_plaintext, other_ciphertext):
-    return good(known_ciphertext, known_plaintext, other_ciphertext).decode("utf-8", "replace")
+def first_found(known, ciphertext):
+    """Keeps the first keystream found for a block, not the longest."""
+    after = {}
+    for c, p in known:
+        for at in range(0, min(len(c), len(p)), 16):
+            after.setdefault(c[at - 16:at] if at else b"IV", xor(c[at:at + 16], p[at:at + 16]))
+    out, before = b"", b"IV"
+    for at in range(0, len(ciphertext), 16):
+        block, stream = ciphertext[at:at + 16], after.get(before, b"")
+        out += xor(block, stream)
+        if len(stream) < len(block):
+            break
+        before = block
+    return out
 
 
-def test_correct_answers_pass():
-    for answer in (good, good_two_ciphertexts_first):
-        result = check_keystream_recovery(answer)
-        assert result, str(result)
-        assert result.passed == len(sample_pairs())
-        assert "all 5 checks passed" in str(result)
+def decodes(known, ciphertext):
+    return right(known, ciphertext).decode("utf-8", "replace")
 
 
-def test_the_package_attack_agrees_with_the_checker():
-    """keystream_reuse on real TCRP/1 datagrams recovers what the checker expects of the same ciphertexts."""
+def test_the_reference_reads_what_real_cfb_decryption_gives():
+    for _, known, target, plaintext, _ in sample_cases():
+        got = reference_read(known, target)
+        assert plaintext.startswith(got) and (got if known else got == b"")
+    key, iv = bytes(16), bytes(range(16))
+    same = [b"alice: today's door code is 4711", b"alice: today's door code is 0815"]
+    c1, c2 = (cfb_encrypt(key, iv, p) for p in same)
+    assert reference_read([(c1, same[0])], c2) == same[1] == cfb_decrypt(key, iv, c2)
+
+
+def test_the_package_attack_agrees_on_the_first_block():
     key, iv, token = bytes(16), bytes(range(16)), bytes(255)
-    for _, c1, p1, c2, p2 in sample_pairs():
-        # the checker's ciphertexts are not under this key, so re-encrypt the plaintexts as one session
-        known, other = (datagram("lab", token, key, iv, p.decode()) for p in (p1, p2))
-        recovered = keystream_reuse(known, p1, other).evidence["recovered"]
-        assert recovered == p2[: min(len(p1), len(p2), 16)]
-        assert good(c1, p1, c2) == p2[: min(len(p1), len(p2), 16)]
+    for _, known, target, plaintext, _ in sample_cases():
+        if not known:
+            continue
+        p1 = known[0][1]
+        d1, d2 = (datagram("lab", token, key, iv, p.decode()) for p in (p1, plaintext))
+        first = keystream_reuse(d1, p1, d2).evidence["recovered"]
+        assert first == plaintext[: min(len(p1), len(plaintext), BLOCK)]
 
 
-def test_going_past_the_first_block_is_explained():
-    result = check_keystream_recovery(whole_length)
-    assert not result
-    text = str(result)
-    assert "alice's join notice and her next chat" in text
-    assert "got b'alice: meet me a" in text
-    assert "the first 16 bytes are right" in text and "return at most 16 bytes" in text
-    assert "bob: ok" not in text        # a short message is right even without the limit
-    assert result.passed == 2
+def test_a_stub_is_not_yet_and_says_what_to_write():
+    result = check_read_with_known(stub)
+    assert result.status == "not_yet"
+    assert "read_with_known(known, ciphertext)" in result.todo and "block by block" in result.todo
 
 
-def test_stopping_at_the_xor_of_the_ciphertexts_is_explained():
-    result = check_keystream_recovery(ciphertexts_only)
-    assert not result and result.passed == 0
-    assert len(result.failures) == len(sample_pairs())
-    assert "equals known_plaintext ⊕ other_plaintext" in result.failures[0]
-    assert "XOR it with the known message" in result.failures[0]
+def test_a_right_answer_passes():
+    result = check_read_with_known(right)
+    assert result.status == "passed" and result.passed == len(CASES)
 
 
-def test_skipping_the_keystream_is_explained():
-    result = check_keystream_recovery(plaintext_onto_ciphertext)
-    assert not result and result.passed == 0
-    assert "first recover the keystream" in result.failures[0]
+def test_stopping_at_the_first_block_is_told_about_the_chain():
+    result = check_read_with_known(first_block_only)
+    assert result.status == "failed"
+    assert result.failures[0].startswith("yesterday's door code is known")
+    assert "right as far as it goes, but 32 bytes" in result.hint and "AES(key, C1)" in result.hint
 
 
-def test_a_crash_on_short_inputs_is_reported_not_raised():
-    result = check_keystream_recovery(always_sixteen)
-    assert not result
-    crashed = [f for f in result.failures if "raised IndexError" in f]
-    assert any(f.startswith("a chat shorter than one block") for f in crashed)
-    assert any(f.startswith("a known message shorter than one block") for f in crashed)
-    assert result.passed == 3
+def test_using_keystream_past_a_differing_block_is_named():
+    result = check_read_with_known(whole_length)
+    assert result.status == "failed"
+    assert result.failures[0].startswith("alice's join notice, and her chat that starts differently")
+    assert "then garbage" in result.hint and "stop there" in result.hint
 
 
-def test_returning_text_or_nothing_says_what_to_return():
-    text = check_keystream_recovery(decodes)
-    assert not text and "return bytes" in text.failures[0] and "leave out .decode()" in text.failures[0]
-    nothing = check_keystream_recovery(lambda c1, p1, c2: None)
-    assert not nothing and "returned None, not bytes" in nothing.failures[0]
-    not_a_function = check_keystream_recovery(b"alice: meet me a")
-    assert not not_a_function and "needs your function" in not_a_function.failures[0]
+def test_looking_only_at_the_first_known_message_is_named():
+    result = check_read_with_known(first_known_only)
+    assert result.status == "failed"
+    assert result.failures[0].startswith("the target is one of the known messages")   # not the first known
+    assert "right as far as it goes" in result.hint and "every known message" in result.hint
+
+
+def test_keeping_a_shorter_keystream_is_named():
+    result = check_read_with_known(first_found)
+    assert result.status == "failed" and result.passed == len(CASES) - 1
+    assert result.failures[0].startswith("two known messages share block 1")
+    assert "use the longer" in result.hint
+
+
+def test_returning_text_says_to_return_bytes():
+    result = check_read_with_known(decodes)
+    assert result.status == "failed" and "return bytes, not text" in result.hint
+
+
+def test_exceptions_and_a_non_function_are_reported_not_raised():
+    result = check_read_with_known(lambda known, ciphertext: known[0][0][99])
+    assert result.status == "failed" and "your code raised IndexError" in result.failures[0]
+    not_a_function = check_read_with_known(b"alice: meet me a")
+    assert not_a_function.status == "failed" and "needs your function" in not_a_function.failures[0]

@@ -1,15 +1,16 @@
-"""Lesson 07 exercise: recover a plaintext block from two captured ciphertexts and one known message.
+"""Lesson 07 exercise: read as much of a TCRP/1 message as the messages you already know give away.
 
 TCRP/1 encrypts every message of a session with AES-128-CFB from the same key and the same IV
-(TCRP.md §6), so the first 16-byte block of every message is XORed with the same keystream
-``AES(key, IV)``. The learner writes::
+(TCRP.md §6). In CFB each block's keystream is AES of the ciphertext block before it (of the IV
+for the first block), so two messages of a session share a block's keystream exactly when the
+ciphertext blocks before it are equal: every first block, and further blocks as long as the
+plaintexts agree. The learner writes::
 
-    recover(known_ciphertext: bytes, known_plaintext: bytes, other_ciphertext: bytes) -> bytes
+    read_with_known(known: list[tuple[bytes, bytes]], ciphertext: bytes) -> bytes
 
-returning the start of the other message's plaintext: as many bytes as all three inputs have, and
-at most one block (16 bytes) — past the first block each message has a keystream of its own.
-:func:`check_keystream_recovery` encrypts message pairs with real AES-CFB under keys the learner
-never sees and says, for each pair that went wrong, what came back and what the mistake looks like.
+``known`` holds ``(ciphertext, plaintext)`` pairs of one session; the answer is the longest start
+of ``ciphertext``'s plaintext they reveal. :func:`check_read_with_known` encrypts each case with real
+AES-CFB under a key the learner never sees and judges the bytes that come back.
 """
 
 from __future__ import annotations
@@ -19,18 +20,46 @@ from typing import Any
 
 from ..crypto import SeededRandom
 from ..legacy import BLOCK, IV_BYTES, KEY_BYTES, cfb_encrypt
-from .common import CheckResult, raised
+from .common import Case, CheckResult, check, show
 
-__all__ = ["check_keystream_recovery", "sample_pairs"]
+__all__ = ["check_read_with_known", "reference_read", "sample_cases"]
 
-#: (what the case shows, the known message, the other message); each case gets its own key and IV.
-PAIRS = [
-    ("alice's join notice and her next chat", "System: alice joined", "alice: meet me at noon by the old gate"),
-    ("a chat shorter than one block", "System: bob joined", "bob: ok"),
-    ("a known message shorter than one block", "carol: hi", "carol: the code is 4711"),
-    ("two long messages (only the first block shares the keystream)",
-     "System: dave joined the room at noon", "dave: please pay 100 to mallory today"),
-    ("a message with non-ASCII text", "System: érin joined", "érin: café at 5 ☕"),
+TODO = ("Write `read_with_known(known, ciphertext)`: `known` is a list of `(ciphertext, plaintext)` pairs of one "
+        "TCRP/1 session. Return, as bytes, as much of `ciphertext`'s plaintext as they give away: block by block, "
+        "a block's keystream is known when a known message has the same ciphertext block before it "
+        "(the IV, for every first block).")
+
+_FIRST = ("the first block of every message is XORed with the same keystream, AES(key, IV): any known pair gives "
+          "it as known_ciphertext ⊕ known_plaintext")
+_CHAIN = ("block 2's keystream is AES(key, C1), block 3's AES(key, C2)…: when the target's first ciphertext block "
+          "equals a known message's, that known message gives the keystream of block 2 too, and so on")
+_STOP = ("past a block where the target's ciphertext differs from every known message's, no keystream is known: "
+         "stop there")
+_EVERY = "look through every known message: another one may share more blocks with the target"
+_LONGEST = ("two known messages can give keystream for the same block; a shorter one covers only part of it: "
+            "use the longer")
+
+#: (what the case shows, known plaintexts, the target plaintext, the likely mistake when it fails)
+CASES: list[tuple[str, list[str], str, str]] = [
+    ("alice's join notice, and her chat that starts differently",
+     ["System: alice joined"], "alice: meet me at noon by the old gate", _FIRST + "; " + _STOP),
+    ("a target shorter than one block", ["System: bob joined"], "bob: ok", _FIRST),
+    ("a known message shorter than one block: only 9 bytes of keystream",
+     ["carol: hi"], "carol: the code is 4711", "only as many keystream bytes are known as the known message is long"),
+    ("yesterday's door code is known; today's message starts with the same 16 bytes",
+     ["alice: today's door code is 4711, bob", "System: alice joined"], "alice: today's door code is 0815, bob",
+     _CHAIN),
+    ("no known message at all", [], "dave: nothing to see", "with no known message nothing can be read: return b''"),
+    ("the target is one of the known messages", ["System: erin joined", "erin: see you at the station at 6"],
+     "erin: see you at the station at 6", _EVERY),
+    ("the second known message shares two blocks of plaintext with the target, so three of keystream",
+     ["bank: transfer 1", "bank: transfer 100 EUR from alice to bob, ref 7731",
+      "bank: transfer 100 EUR from alice to carol"],
+     "bank: transfer 100 EUR from alice to mallory, ref 7731", _EVERY),
+    ("two known messages share block 1 with the target; the first ends early in block 2",
+     ["frank: the password is hunter2", "frank: the password is hunter2 and the pin is 1234"],
+     "frank: the password is hunter3 and the pin is 9999", _LONGEST),
+    ("non-ASCII text: bytes, not characters", ["System: 花子 joined"], "花子: 駅で6時に会いましょう", _FIRST),
 ]
 
 
@@ -38,73 +67,81 @@ def _xor(a: bytes, b: bytes) -> bytes:
     return bytes(x ^ y for x, y in zip(a, b))
 
 
-def sample_pairs() -> list[tuple[str, bytes, bytes, bytes, bytes]]:
-    """The checker's cases: (description, known ciphertext, known plaintext, other ciphertext, other plaintext).
+def reference_read(known: list[tuple[bytes, bytes]], ciphertext: bytes) -> bytes:
+    """The answer: a table of the keystream after each ciphertext block, then the target block by block."""
+    after: dict[bytes, bytes] = {}   # ciphertext block before (b"": the IV) -> keystream bytes known
+    for c, p in known:
+        n = min(len(c), len(p))
+        for at in range(0, n, BLOCK):
+            before = c[at - BLOCK : at] if at else b""
+            stream = _xor(c[at : at + BLOCK], p[at : min(at + BLOCK, n)])
+            if len(stream) > len(after.get(before, b"")):
+                after[before] = stream
+    out = b""
+    for at in range(0, len(ciphertext), BLOCK):
+        stream = after.get(ciphertext[at - BLOCK : at] if at else b"", b"")
+        block = ciphertext[at : at + BLOCK]
+        out += _xor(block, stream)
+        if len(stream) < len(block):
+            break
+    return out
 
-    Both messages of a case are encrypted like one TCRP/1 session: one key, one IV, each message
-    from the start of the keystream. The keys are seeded, so the cases are the same on every run.
+
+def sample_cases() -> list[tuple[str, list[tuple[bytes, bytes]], bytes, bytes, str]]:
+    """The checker's cases: (description, known pairs, target ciphertext, target plaintext, hint).
+
+    Each case is one TCRP/1 session: one key, one IV, every message encrypted from the start of the
+    keystream. The keys are seeded, so the cases are the same on every run.
     """
     cases = []
-    for number, (description, known, other) in enumerate(PAIRS):
-        rng = SeededRandom(f"tcrp_lab exercise legacy {number}")
+    for number, (description, known, target, hint) in enumerate(CASES):
+        rng = SeededRandom(f"tcrp_lab exercise 07 reading {number}")
         key, iv = rng(KEY_BYTES), rng(IV_BYTES)
-        p1, p2 = known.encode("utf-8"), other.encode("utf-8")
-        cases.append((description, cfb_encrypt(key, iv, p1), p1, cfb_encrypt(key, iv, p2), p2))
+        pairs = [(cfb_encrypt(key, iv, p.encode()), p.encode()) for p in known]
+        cases.append((description, pairs, cfb_encrypt(key, iv, target.encode()), target.encode(), hint))
     return cases
 
 
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 70 else text[:67] + "..."
+def _diagnosis(got: Any, want: bytes, plaintext: bytes, hint: str) -> str:
+    """The likely mistake, from what came back; the case's own hint when the bytes do not give it away."""
+    if isinstance(got, str):
+        return "return bytes, not text: leave out .decode() (the plaintext may not even be whole characters)"
+    if not isinstance(got, (bytes, bytearray)):
+        return f"return bytes (the plaintext read so far), not {type(got).__name__}"
+    got = bytes(got)
+    if len(got) > len(want) and got.startswith(want):
+        return (f"the first {len(want)} bytes are right, then garbage: " + _STOP
+                + f" (a known message's keystream fits only after the same ciphertext block)")
+    if len(got) < len(want) and want.startswith(got):
+        return f"right as far as it goes, but {len(want)} bytes can be read here: " + hint
+    return hint
 
 
-def _hint(got: bytes, c1: bytes, p1: bytes, c2: bytes, want: bytes) -> str:
-    """The likely mistake, when the wrong bytes give it away."""
-    n = len(want)
-    if got[:n] == _xor(c1, c2)[:n] and n:
-        return (" — that is known_ciphertext ⊕ other_ciphertext, which equals known_plaintext ⊕ other_plaintext: "
-                "XOR it with the known message as well to cancel that one out")
-    if got[:n] == _xor(p1, c2)[:n] and n:
-        return (" — that XORs the known message straight onto the other ciphertext; first recover the keystream "
-                "(known_ciphertext ⊕ known_plaintext), then XOR the keystream onto the other ciphertext")
-    if len(got) > n and got[:n] == want:
-        return (f" — the first {n} bytes are right, the rest is garbage: only the first block ({BLOCK} bytes) of "
-                f"each message is encrypted with the shared keystream, so return at most {BLOCK} bytes")
-    if len(got) < n and want.startswith(got):
-        return f" — right as far as it goes, but {n} bytes can be recovered here"
-    return ""
+def check_read_with_known(read_with_known: Callable[[list[tuple[bytes, bytes]], bytes], Any]) -> CheckResult:
+    """Check ``read_with_known(known, ciphertext) -> bytes`` on nine sessions encrypted with real AES-CFB.
 
-
-def check_keystream_recovery(recover: Callable[[bytes, bytes, bytes], Any]) -> CheckResult:
-    """Check ``recover(known_ciphertext, known_plaintext, other_ciphertext) -> bytes`` on the sample pairs.
-
-    The expected answer is the other message's plaintext, as many bytes as all three inputs have and
-    at most 16. A failure names the pair, shows what came back, and says what the mistake looks like.
+    The expected answer is the longest start of the target's plaintext the known pairs reveal. A
+    failure names the first case that went wrong, what came back, and the likely mistake behind it.
     """
-    result = CheckResult("Recovering a plaintext block")
-    if not callable(recover):
-        result.failures.append(f"check_keystream_recovery needs your function, got {_show(recover)}")
-        return result
-    for description, c1, p1, c2, p2 in sample_pairs():
-        want = p2[: min(len(c1), len(p1), len(c2), BLOCK)]
-        where = f"{description} (known message {p1.decode()!r})"
-        try:
-            got = recover(c1, p1, c2)
-        except Exception as exc:  # the learner's bug, reported
-            last = raised(exc)
-            result.failures.append(f"{where}: your function raised {last}")
-            continue
-        if isinstance(got, str):
-            result.failures.append(f"{where}: your function returned the text {_show(got)}; return bytes "
-                                   "(the plaintext is bytes: leave out .decode())")
-            continue
-        if not isinstance(got, (bytes, bytearray)):
-            result.failures.append(f"{where}: your function returned {_show(got)}, not bytes")
-            continue
-        got = bytes(got)
-        if got == want:
-            result.passed += 1
-        else:
-            result.failures.append(f"{where}: expected {_show(want)}, got {_show(got)}"
-                                   + _hint(got, c1, p1, c2, want))
+    title = "read_with_known"
+    if not callable(read_with_known):
+        return CheckResult.failure(title, f"check_read_with_known needs your function, got {show(read_with_known)}",
+                                   "pass the function itself: check_read_with_known(read_with_known)")
+    got: dict[str, Any] = {}
+    cases, wanted = [], {}
+    for description, known, target, plaintext, hint in sample_cases():
+        want = reference_read(known, target)
+        where = f"{description} (target {plaintext.decode()!r})"
+        wanted[where] = (want, plaintext, hint)
+
+        def run(known=known, target=target, where=where) -> Any:
+            got[where] = read_with_known([tuple(pair) for pair in known], target)
+            return bytes(got[where]) if isinstance(got[where], bytearray) else got[where]
+
+        cases.append(Case(where, run, want, hint))
+    result = check(title, cases, todo=TODO)
+    if result.status == "failed":   # the hint for what actually came back, when that says more
+        where = next((w for w in wanted if result.failures[0].startswith(w + ":")), None)
+        if where in got:
+            result.hint = _diagnosis(got[where], *wanted[where])
     return result
