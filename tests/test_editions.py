@@ -259,6 +259,7 @@ def test_the_student_edition_runs_without_error_and_each_exercise_says_not_yet(n
     from nbclient import NotebookClient
     from nbval.kernel import CURRENT_ENV_KERNEL_NAME, NbvalKernelspecManager
 
+    assert (STUDENT / name).exists(), f"notebooks/{name} is missing: {REGENERATE}"
     folder = tmp_path / "notebooks"
     folder.mkdir()
     shutil.copy(STUDENT / name, folder / name)   # a copy: nothing is written beside the committed one
