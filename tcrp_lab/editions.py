@@ -7,12 +7,13 @@ edited by hand::
     python -m tcrp_lab.editions            # write notebooks/NN_*.ipynb
     python -m tcrp_lab.editions --check    # exit 1 if any is out of date
 
-Worked answers follow nbgrader's convention, so a teacher who grades with nbgrader can use the
-instructor edition as it is: each answer sits between ``### BEGIN SOLUTION`` and
+Worked answers follow nbgrader's convention, so a teacher who grades with nbgrader can take the
+instructor edition as an assignment source: each answer sits between ``### BEGIN SOLUTION`` and
 ``### END SOLUTION`` inside the body of the function the checker calls, and becomes
 ``# YOUR CODE HERE`` / ``raise NotImplementedError()`` at the same indentation (in a markdown
 cell, ``YOUR ANSWER HERE``). nbgrader itself is not needed: it would add packages and JupyterLab
-extensions to the learner's environment for this one step.
+extensions to the learner's environment for this one step. This module needs nbconvert (it comes
+with the ``lab`` and ``test`` extras); the package itself never imports it.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ SOLUTIONS = Path("notebooks/solutions")
 STUDENT = Path("notebooks")
 LESSON = "[0-9][0-9]_*.ipynb"
 
-# A line that mentions a marker without being one would silently ship its answer.
-_NEAR_MARKER = re.compile(r"(BEGIN|END)\s*SOLUTION", re.IGNORECASE)
+# A comment or heading that looks like a marker without being one would silently ship its answer
+# (prose that merely mentions the markers, e.g. in backticks, is left alone).
+_NEAR_MARKER = re.compile(r"^\s*#.*\b(BEGIN|END)\s*SOLUTION", re.IGNORECASE)
 # Relative links from notebooks/solutions/ go up two levels to the repository; from notebooks/, one.
 _UP_TWO = re.compile(r"""(\]\(\s*<?|^\[[^\]]+\]:\s*<?|(?:href|src)=["'])\.\./\.\./""", re.MULTILINE)
 # Cell metadata that only records one execution (nbclient's timings, old extensions' ExecuteTime).

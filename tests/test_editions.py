@@ -122,6 +122,12 @@ def test_a_broken_source_is_an_error_that_says_where_and_why(cell, message):
         student_edition(notebook(("markdown", "# x"), ("code", cell)), "03_x.ipynb")
 
 
+def test_prose_or_strings_that_mention_the_markers_are_not_markers():
+    nb = notebook(("markdown", f"Answers sit between `{BEGIN}` and `{END}`."),
+                  ("code", f"print('{BEGIN} starts an answer')"))
+    assert cells_of(student_edition(nb)) == [cell.source for cell in nb.cells]
+
+
 def test_an_nbgrader_solution_cell_without_a_region_is_an_error_not_a_top_level_raise():
     nb = notebook(("code", "answer = 42"))
     nb.cells[0].metadata["nbgrader"] = {"solution": True, "grade": False, "grade_id": "a"}
