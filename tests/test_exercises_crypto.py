@@ -1,116 +1,178 @@
-"""check_session_keys (lesson 03): passes a correct derivation, recognises the classic mistakes."""
+"""check_replay_window (lesson 03): a window and a receive() that record a seq only after the
+datagram authenticates pass; the stub is "not yet"; each usual mistake fails first on the scenario
+whose hint names it."""
 
 from __future__ import annotations
 
-import hashlib
-
-from Crypto.Cipher import PKCS1_OAEP
-from Crypto.Hash import SHA256
-from Crypto.Protocol.KDF import HKDF
-
-from tcrp_lab.crypto import ServerHello, ServerKey, accept_key_exchange
-from tcrp_lab.exercises import check_session_keys
-from tcrp_lab.exercises.crypto import KEY_NAMES, sample_handshakes
+from tcrp_lab.crypto import AuthenticationError, ReplayWindow, open_sealed
+from tcrp_lab.exercises import check_replay_window
+from tcrp_lab.exercises.crypto import RULE, scenarios
+from tcrp_lab.protocol import Datagram, ProtocolError
 
 
-def derive(premaster: bytes, salt: bytes, info: bytes) -> list[bytes]:
-    return list(HKDF(premaster, 32, salt, SHA256, num_keys=4, context=info))
+class SetWindow:
+    """A right window written from the lesson alone: the highest seq and the recent ones recorded."""
+
+    def __init__(self) -> None:
+        self.highest, self.recorded = -1, set()
+
+    def check(self, seq: int) -> bool:
+        return seq > self.highest or (self.highest - seq < 64 and seq not in self.recorded)
+
+    def update(self, seq: int) -> None:
+        self.recorded.add(seq)
+        self.highest = max(self.highest, seq)
 
 
-def good(key: ServerKey, hello: bytes, ckx: bytes) -> dict[str, bytes]:
-    """A correct answer written from TCRP.md §2 alone (pycryptodome, no tcrp_lab.crypto)."""
-    premaster = PKCS1_OAEP.new(key.rsa, hashAlgo=SHA256).decrypt(ckx)
-    transcript = hashlib.sha256(hello + ckx).digest()
-    return dict(zip(KEY_NAMES, derive(premaster, hello[5:21], b"tcrp/2 session" + transcript)))
+def receive(key, window, data):
+    """Right: check, authenticate, and only then record."""
+    try:
+        datagram = Datagram.decode(data)
+        if not window.check(datagram.seq):
+            return None
+        plaintext = open_sealed(key, datagram.seq, datagram.ciphertext + datagram.tag, datagram.header)
+    except ProtocolError:
+        return None
+    window.update(datagram.seq)
+    return plaintext
 
 
-def failures(result) -> str:
-    return "\n".join(result.failures)
+def decrypt_first_then_accept(key, window, data):
+    """Also right (only slower on replays): authenticate, then check and record in one step."""
+    try:
+        datagram = Datagram.decode(data)
+        plaintext = open_sealed(key, datagram.seq, datagram.ciphertext + datagram.tag, datagram.header)
+    except ProtocolError:
+        return None
+    if not window.check(datagram.seq):
+        return None
+    window.update(datagram.seq)
+    return plaintext
 
 
-def test_the_correct_answer_reproduces_the_conformance_vectors(vectors):
-    handshake = vectors["handshake"]
-    key = ServerKey.from_pem(handshake["server_private_key_pem"])
-    keys = good(key, bytes.fromhex(handshake["server_hello_body"]), bytes.fromhex(handshake["client_key_exchange_body"]))
-    assert {name: value.hex() for name, value in keys.items()} == handshake["keys"]
+def records_first(key, window, data):
+    """The bug the lesson is about: the seq is recorded before the datagram authenticates."""
+    try:
+        datagram = Datagram.decode(data)
+    except ProtocolError:
+        return None
+    if not window.check(datagram.seq):
+        return None
+    window.update(datagram.seq)
+    try:
+        return open_sealed(key, datagram.seq, datagram.ciphertext + datagram.tag, datagram.header)
+    except AuthenticationError:
+        return None
 
 
-def test_correct_answers_pass():
-    for answer in (good, lambda key, hello, ckx: accept_key_exchange(key, ServerHello.decode(hello), ckx),
-                   lambda key, hello, ckx: list(good(key, hello, ckx).values())):
-        result = check_session_keys(answer)
-        assert result, failures(result)
-        assert result.passed == 3
+def no_window(key, window, data):
+    try:
+        datagram = Datagram.decode(data)
+        return open_sealed(key, datagram.seq, datagram.ciphertext + datagram.tag, datagram.header)
+    except ProtocolError:
+        return None
 
 
-def test_the_handshakes_differ_and_use_the_demo_key():
-    handshakes = sample_handshakes()
-    assert len({hello for hello, *_ in handshakes}) == len({ckx for _, ckx, *_ in handshakes}) == 3
-    demo = ServerKey.demo()
-    for hello, ckx, premaster, keys in handshakes:
-        assert ServerHello.decode(hello).public_der == demo.public_der
-        assert demo.decrypt(ckx) == premaster
-        assert accept_key_exchange(demo, ServerHello.decode(hello), ckx) == keys
+def raises_on_forgeries(key, window, data):
+    datagram = Datagram.decode(data)
+    if not window.check(datagram.seq):
+        return None
+    plaintext = open_sealed(key, datagram.seq, datagram.ciphertext + datagram.tag, datagram.header)
+    window.update(datagram.seq)
+    return plaintext
 
 
-def only_problem(answer) -> str:
-    result = check_session_keys(answer)
-    assert not result and result.passed == 0
-    assert len(result.failures) == 1, failures(result)   # the same mistake is reported once
-    assert result.failures[0].startswith("handshakes 1, 2, 3: ")
-    return result.failures[0]
+class Counter(SetWindow):
+    """Only the highest seq: refuses a datagram that was merely late."""
+
+    def check(self, seq: int) -> bool:
+        return seq > self.highest
 
 
-def test_keys_out_of_order():
-    def swapped(key, hello, ckx):
-        keys = good(key, hello, ckx)
-        return [keys["tcp_s2c"], keys["tcp_c2s"], keys["udp_c2s"], keys["udp_s2c"]]
+class RemembersForever(SetWindow):
+    """Never slides: accepts a never-seen seq however old."""
 
-    assert "the right keys in the wrong order" in only_problem(swapped)
-
-
-def test_info_without_transcript_and_transcript_as_hex():
-    def no_transcript(key, hello, ckx):
-        return derive(key.decrypt(ckx), hello[5:21], b"tcrp/2 session")
-
-    text = only_problem(no_transcript)
-    assert "tcp_c2s, tcp_s2c, udp_c2s, udp_s2c are wrong" in text
-    assert "with the info b'tcrp/2 session' alone: append the transcript" in text
-
-    def hex_transcript(key, hello, ckx):
-        return derive(key.decrypt(ckx), hello[5:21], b"tcrp/2 session" + hashlib.sha256(hello + ckx).hexdigest().encode())
-
-    assert "not .hexdigest()" in only_problem(hex_transcript)
+    def check(self, seq: int) -> bool:
+        return seq not in self.recorded
 
 
-def test_wrong_salt_and_undecrypted_premaster():
-    def off_by_one(key, hello, ckx):
-        return derive(key.decrypt(ckx), hello[4:20], b"tcrp/2 session" + hashlib.sha256(hello + ckx).digest())
-
-    assert "the version byte (byte 4) comes before the 16-byte nonce" in only_problem(off_by_one)
-
-    def not_decrypted(key, hello, ckx):
-        return derive(ckx, hello[5:21], b"tcrp/2 session" + hashlib.sha256(hello + ckx).digest())
-
-    assert "decrypt them first with the server key" in only_problem(not_decrypted)
+class OneTooWide(SetWindow):
+    def check(self, seq: int) -> bool:
+        return seq > self.highest or (self.highest - seq <= 64 and seq not in self.recorded)
 
 
-def test_an_unknown_mistake_still_names_the_wrong_keys():
-    def half_right(key, hello, ckx):
-        keys = good(key, hello, ckx)
-        return {**keys, "udp_s2c": bytes(32)}
+class StartsAtZero(SetWindow):
+    """Starts as if seq 0 had been recorded."""
 
-    text = only_problem(half_right)
-    assert "udp_s2c is wrong; compare each step with the lesson" in text
+    def __init__(self) -> None:
+        self.highest, self.recorded = 0, {0}
 
 
-def test_bad_returns_and_exceptions_are_reported_not_raised():
-    assert "you returned None; return a dict" in only_problem(lambda *args: None)
-    assert "split them into four 32-byte keys" in only_problem(lambda key, hello, ckx: b"".join(good(key, hello, ckx).values()))
-    assert "has no 'udp_s2c'" in only_problem(lambda key, hello, ckx: {k: v for k, v in good(key, hello, ckx).items()
-                                                                        if k != "udp_s2c"})
-    assert "each key must be 32 bytes" in only_problem(lambda key, hello, ckx: [b"short"] * 4)
-    assert "raised NotImplementedError" in only_problem(lambda key, hello, ckx: key.rsa.decrypt(ckx))
-    text = only_problem(lambda key, hello, ckx: PKCS1_OAEP.new(key.rsa).decrypt(ckx))   # SHA-1 by default
-    assert "your function raised ValueError: Incorrect decryption." in text and "hashAlgo=SHA256" in text
-    assert "check_session_keys needs your function" in failures(check_session_keys(42))
+def first_failure(window_class, receive_fn) -> tuple[str, str]:
+    result = check_replay_window(window_class, receive_fn)
+    assert result.status == "failed", str(result)
+    return result.failures[0], result.hint
+
+
+def test_right_answers_pass_every_scenario():
+    answers = ((SetWindow, receive), (ReplayWindow, receive), (SetWindow, decrypt_first_then_accept))
+    for window_class, receive_fn in answers:
+        result = check_replay_window(window_class, receive_fn)
+        assert result.status == "passed", str(result)
+        assert result.passed == len(scenarios()) == 8
+
+
+def test_the_scenarios_use_real_datagrams_and_real_forgeries():
+    for _, sent, _ in scenarios():
+        for s in sent:
+            if s.label.startswith("forged"):
+                datagram = Datagram.decode(s.data)     # a well-formed datagram that does not authenticate
+                assert datagram.seq >= 60 and s.plaintext is None
+            elif s.plaintext is not None:
+                assert s.plaintext.startswith(b'{"type":"chat"')
+
+
+def test_the_stub_is_not_yet_with_what_to_write():
+    class Stub:
+        def __init__(self) -> None:
+            raise NotImplementedError()
+
+    def stub_receive(key, window, data):
+        raise NotImplementedError()
+
+    for window_class, receive_fn in ((Stub, stub_receive), (SetWindow, stub_receive), (Stub, receive)):
+        result = check_replay_window(window_class, receive_fn)
+        assert result.status == "not_yet" and not result
+        assert "only then window.update" in str(result) and "Traceback" not in str(result)
+
+
+def test_recording_before_authenticating_fails_on_the_forgery_with_the_rule():
+    problem, hint = first_failure(SetWindow, records_first)
+    assert problem.startswith("a forged datagram with seq 1,000")
+    assert "'seq 0-2: dropped'" in problem and "'seq 0-2: accepted'" in problem
+    assert RULE in hint
+    result = check_replay_window(SetWindow, records_first)
+    assert any(f.startswith("seq 0 to 4, forged datagrams with seq 2**64 - 1") for f in result.failures)
+    assert any(f.startswith("seq 0, then seq 1 tampered with") for f in result.failures)
+
+
+def test_each_window_mistake_fails_first_where_its_hint_says_why():
+    mistakes = [
+        (SetWindow, no_window, "seq 0 and 1, then seq 1 again", "check the window before you accept"),
+        (Counter, receive, "seq 0, 2 and 3, then seq 1, late", "not only the highest one"),
+        (RemembersForever, receive, "seq 0 to 70 except 6 and 7", "seq 6 is 64 behind 70"),
+        (OneTooWide, receive, "seq 0 to 70 except 6 and 7", "the 63 before it"),
+        (StartsAtZero, receive, "seq 0 to 4, in order", "a new window has recorded nothing"),
+    ]
+    for window_class, receive_fn, first_case, hint_part in mistakes:
+        problem, hint = first_failure(window_class, receive_fn)
+        assert problem.startswith(first_case), (window_class, problem)
+        assert hint_part in hint, (window_class, hint)
+
+
+def test_an_exception_is_reported_not_raised():
+    problem, hint = first_failure(SetWindow, raises_on_forgeries)
+    assert problem.startswith("a forged datagram with seq 1,000")
+    assert "your code raised tcrp_lab.crypto.AuthenticationError" in problem
+    assert "drop it (return None)" in hint
+    assert check_replay_window(SetWindow, "not a function").status == "failed"

@@ -1,153 +1,154 @@
-"""Lesson 03 exercise: derive a session's four keys from the handshake bytes (TCRP.md §2).
+"""Lesson 03 exercise: a replay window that records a seq only after its datagram authenticates.
 
-The learner writes ``session_keys(server_key, server_hello, client_key_exchange)``: decrypt the
-premaster with the server's RSA key (OAEP, SHA-256), then HKDF-SHA-256 with the server nonce as
-salt and ``"tcrp/2 session" | SHA-256(ServerHello | ClientKeyExchange)`` as info, 128 bytes split
-into ``tcp_c2s, tcp_s2c, udp_c2s, udp_s2c``. It may return a dict of those names, a
-:class:`~tcrp_lab.crypto.SessionKeys`, or the four keys in order.
-
-:func:`check_session_keys` runs it on handshakes made with the demo key and seeded randomness and,
-when the keys are wrong, recomputes them with the usual mistakes to say which one was made.
+The learner writes a window class (``check(seq) -> bool``: may a datagram with this seq still be
+accepted? ``update(seq)``: record it) and ``receive(key, window, data)``: open one datagram
+(TCRP.md §4) and return its plaintext, or None to drop it. :func:`check_replay_window` drives a
+fresh window per scenario through the real crypto: genuine datagrams sealed by a client's
+:class:`~tcrp_lab.crypto.UdpChannel`, replays, late arrivals, a tampered datagram, and forgeries
+with high sequence numbers built as :class:`~tcrp_lab.protocol.Datagram` by someone who has no key.
+What must be accepted is what the package's own receiving ``UdpChannel`` accepts.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Sequence
-from functools import lru_cache
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from Crypto.Hash import SHA256
-from Crypto.Protocol.KDF import HKDF
+from ..crypto import SeededRandom, SessionKeys, UdpChannel
+from ..protocol import Datagram, ProtocolError
+from .common import Case, CheckResult, check, show
 
-from ..crypto import (
-    HKDF_INFO, KEY_SIZE, NONCE_SIZE, SeededRandom, ServerKey, SessionKeys, client_key_exchange, server_hello,
-)
-from ..protocol import MAGIC
-from .common import CheckResult, raised
+__all__ = ["RULE", "check_replay_window", "scenarios"]
 
-__all__ = ["KEY_NAMES", "check_session_keys", "sample_handshakes"]
+RULE = "a seq is recorded in the replay window only after its datagram authenticates"
+TITLE = "Replay window"
+TODO = ("Write MyReplayWindow (check(seq): is seq new and less than 64 behind the highest recorded? "
+        "update(seq): record it) and receive(key, window, data): Datagram.decode, window.check, "
+        "open_sealed with the header as associated data, and only then window.update; return None to drop.")
 
-KEY_NAMES = ("tcp_c2s", "tcp_s2c", "udp_c2s", "udp_s2c")
-NONCE_AT = len(MAGIC) + 1      #: the server nonce follows "TCRP" and the version byte
-
-
-@lru_cache(maxsize=1)
-def _demo_key() -> ServerKey:
-    return ServerKey.demo()
+ROOM = "lab"
 
 
-def sample_handshakes(n: int = 3) -> list[tuple[bytes, bytes, bytes, SessionKeys]]:
-    """``n`` handshakes with the demo key: (ServerHello body, ClientKeyExchange body, premaster, keys)."""
-    out = []
-    for i in range(n):
-        hello = server_hello(_demo_key(), SeededRandom(f"check_session_keys server {i}"))
-        premaster = SeededRandom(f"check_session_keys premaster {i}")(32)
-        ckx, keys = client_key_exchange(hello, SeededRandom(f"check_session_keys client {i}"), premaster=premaster)
-        out.append((hello.body, ckx, premaster, keys))
-    return out
+@dataclass(frozen=True)
+class Sent:
+    """One datagram handed to ``receive``: how to name it, its bytes, and what is sealed inside if genuine."""
+
+    label: str
+    data: bytes
+    plaintext: bytes | None = None   # None for a forged or tampered datagram: nothing may come out of it
+    seq: int | None = None           # set for merging consecutive genuine seqs ("seq 0-5") in the report
 
 
-def _hkdf(premaster: bytes, salt: bytes, info: bytes) -> tuple[bytes, ...]:
-    return tuple(HKDF(premaster, KEY_SIZE, salt, SHA256, num_keys=4, context=info))
+def _setup() -> tuple[SessionKeys, bytes, list[Sent], SeededRandom]:
+    rng = SeededRandom("check_replay_window")
+    keys = SessionKeys(*(rng(32) for _ in range(4)))
+    token = rng(16)
+    alice = UdpChannel.client(ROOM, token, keys)
+    texts = [b'{"type":"chat","id":%d,"text":"message %d"}' % (i + 1, i) for i in range(72)]
+    genuine = [Sent(f"seq {i}", alice.seal(text), text, i) for i, text in enumerate(texts)]
+    return keys, token, genuine, rng
 
 
-def _mistakes(hello: bytes, ckx: bytes, premaster: bytes) -> list[tuple[str, tuple[bytes, ...]]]:
-    """The keys each classic mistake gives, with what to say about it."""
-    nonce = hello[NONCE_AT : NONCE_AT + NONCE_SIZE]
-    transcript = hashlib.sha256(hello + ckx).digest()
-    info = HKDF_INFO + transcript
+def _forged(token: bytes, seq: int, rng: SeededRandom) -> Sent:
+    """What someone without the key can send: the clear header right, random bytes for ciphertext and tag."""
+    return Sent(f"forged seq {seq:,}", Datagram(ROOM, token, seq, rng(40), rng(16)).encode())
+
+
+def _flipped(sent: Sent) -> Sent:
+    data = bytearray(sent.data)
+    data[-20] ^= 0x01      # one bit of the ciphertext, just before the tag
+    return Sent(f"{sent.label} with one bit flipped", bytes(data))
+
+
+def scenarios() -> list[tuple[str, list[Sent], str]]:
+    """(what happens, the datagrams in arrival order, the likely mistake if it goes wrong)."""
+    _, token, g, rng = _setup()
+    again = [Sent(s.label + " again", s.data, s.plaintext) for s in g]
+    late = [Sent(s.label + " (late)", s.data, s.plaintext) for s in g]
     return [
-        ("they are what HKDF gives with the info b'tcrp/2 session' alone: append the transcript, "
-         "SHA-256(ServerHello body | ClientKeyExchange body), as 32 raw bytes",
-         _hkdf(premaster, nonce, HKDF_INFO)),
-        ("they are what HKDF gives with the transcript as hex text: use .digest() (32 bytes), not .hexdigest()",
-         _hkdf(premaster, nonce, HKDF_INFO + transcript.hex().encode())),
-        ("they are what HKDF gives with a transcript of the ServerHello alone: hash the ServerHello body "
-         "followed by the ClientKeyExchange body", _hkdf(premaster, nonce, HKDF_INFO + hashlib.sha256(hello).digest())),
-        ("they are what HKDF gives without a salt: the salt is the server nonce, ServerHello bytes 5-20",
-         _hkdf(premaster, b"", info)),
-        ("they are what HKDF gives with the salt taken from bytes 4-19 of the ServerHello: the version byte "
-         "(byte 4) comes before the 16-byte nonce", _hkdf(premaster, hello[4:20], info)),
-        ("they are what HKDF gives with the whole ServerHello as salt: the salt is only its 16-byte nonce "
-         "(bytes 5-20)", _hkdf(premaster, hello, info)),
-        ("they are what HKDF gives from the ClientKeyExchange bytes themselves: decrypt them first with the "
-         "server key (RSA-OAEP, SHA-256) to get the 32-byte premaster", _hkdf(ckx, nonce, info)),
+        ("seq 0 to 4, in order", g[0:5],
+         "a new window has recorded nothing, so seq 0 is new: start with no seq recorded"),
+        ("seq 0 and 1, then seq 1 again (a replay)", [g[0], g[1], again[1]],
+         "a seq already recorded must be dropped: check the window before you accept a datagram"),
+        ("seq 0, 2 and 3, then seq 1, late but never seen", [g[0], g[2], g[3], late[1]],
+         "a window remembers which of the last 64 seqs it has recorded, not only the highest one: "
+         "seq 1 is new even though 2 and 3 came first"),
+        ("a forged datagram with seq 1,000 (no key: random ciphertext and tag), then seq 0, 1 and 2",
+         [_forged(token, 1000, rng), g[0], g[1], g[2]],
+         f"a forgery does not authenticate: drop it (return None) without recording its seq, since {RULE}; "
+         "recorded, it moves the window to 1,000 and the real datagrams look too old"),
+        ("seq 0, then seq 1 tampered with, then the real seq 1", [g[0], _flipped(g[1]), g[1]],
+         "open_sealed raises AuthenticationError for a changed datagram: drop it (return None) without recording "
+         f"its seq ({RULE}), or the real seq 1 looks like a replay"),
+        ("seq 0 to 4, forged datagrams with seq 2**64 - 1 and 60, then seq 5 to 9",
+         [*g[0:5], _forged(token, 2**64 - 1, rng), _forged(token, 60, rng), *g[5:10]],
+         f"a forger who knows no key must not be able to silence anyone: {RULE}"),
+        ("seq 0 to 70 except 6 and 7, then seq 6 (64 behind 70) and seq 7 (63 behind), never seen",
+         [*g[0:6], *g[8:71], late[6], late[7]],
+         "the window holds the highest seq recorded and the 63 before it: seq 6 is 64 behind 70, too old to "
+         "tell from a replay, so drop it; seq 7 is inside and new, so accept it"),
+        ("3 bytes that are not a datagram, then seq 0", [Sent("3 stray bytes", b"\x03\x10l"), g[0]],
+         "Datagram.decode raises ProtocolError for bytes that are not a datagram: drop them too "
+         "(AuthenticationError is a ProtocolError as well)"),
     ]
 
 
-def _as_keys(value: Any) -> tuple[Any, ...] | str:
-    """The learner's four keys in order, or a sentence saying why they are not usable."""
-    if isinstance(value, SessionKeys):
-        return tuple(getattr(value, name) for name in KEY_NAMES)
-    if isinstance(value, dict):
-        missing = [name for name in KEY_NAMES if name not in value]
-        if missing:
-            return f"the dict you return has no {', '.join(repr(m) for m in missing)} (it needs {', '.join(KEY_NAMES)})"
-        return tuple(value[name] for name in KEY_NAMES)
-    if isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray)):
-        if len(value) != 4:
-            return f"you returned {len(value)} values; return the four keys {', '.join(KEY_NAMES)}"
-        return tuple(value)
-    if isinstance(value, (bytes, bytearray)) and len(value) == 4 * KEY_SIZE:
-        return f"you returned the {len(value)} bytes of HKDF in one piece: split them into four {KEY_SIZE}-byte keys"
-    return (f"you returned {_short(value)}; return a dict {{'tcp_c2s': ..., 'tcp_s2c': ..., 'udp_c2s': ..., "
-            "'udp_s2c': ...} (or the four keys in that order)")
+def _reference(keys: SessionKeys, token: bytes) -> Callable[[bytes], bytes | None]:
+    """What the package's own receiving side accepts: decode, then UdpChannel.open (window, then tag)."""
+    server = UdpChannel.server(ROOM, token, keys)
+
+    def receive(data: bytes) -> bytes | None:
+        try:
+            return server.open(Datagram.decode(data))
+        except ProtocolError:
+            return None
+
+    return receive
 
 
-def _short(value: Any) -> str:
-    if isinstance(value, (bytes, bytearray)):
-        return f"{bytes(value[:8]).hex()}… ({len(value)} bytes)" if len(value) > 8 else repr(bytes(value))
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+def _outcome(got: Any, plaintext: bytes | None) -> str:
+    """'dropped' (None), 'accepted' (the datagram's own plaintext), or what else came back."""
+    if got is None:
+        return "dropped"
+    if plaintext is not None and got == plaintext:
+        return "accepted"
+    return f"returned {show(got, 50)}"
 
 
-def check_session_keys(session_keys: Callable[[ServerKey, bytes, bytes], Any]) -> CheckResult:
-    """Check ``session_keys(server_key, server_hello_body, client_key_exchange_body)`` on three handshakes.
-
-    Says which keys are wrong and, when the wrong keys match a classic mistake (no transcript in the
-    info, no salt, the keys out of order, the premaster not decrypted...), which one.
-    """
-    result = CheckResult("Session keys from a handshake")
-    if not callable(session_keys):
-        result.failures.append(f"check_session_keys needs your function, got {_short(session_keys)}")
-        return result
-    problems: dict[str, list[int]] = {}      # what went wrong -> the handshakes it went wrong in
-    for number, (hello, ckx, premaster, expected) in enumerate(sample_handshakes(), 1):
-        problem = _problem(session_keys, hello, ckx, premaster, expected)
-        if problem is None:
-            result.passed += 1
+def _report(sent: list[Sent], outcomes: list[str]) -> list[str]:
+    """One line per datagram, genuine consecutive seqs with the same outcome merged: 'seq 8-70: accepted'."""
+    lines: list[tuple[int | None, int | None, str, str]] = []   # (first seq, last seq, label, outcome)
+    for s, outcome in zip(sent, outcomes):
+        if lines and s.seq is not None and lines[-1][1] is not None and s.seq == lines[-1][1] + 1 \
+                and lines[-1][3] == outcome:
+            first, _, label, _ = lines[-1]
+            lines[-1] = (first, s.seq, label, outcome)
         else:
-            problems.setdefault(problem, []).append(number)
-    for problem, numbers in problems.items():
-        which = "handshake" + ("s " if len(numbers) > 1 else " ") + ", ".join(map(str, numbers))
-        result.failures.append(f"{which}: {problem}")
-    return result
+            lines.append((s.seq, s.seq, s.label, outcome))
+    return [f"seq {a}-{b}: {o}" if a is not None and b != a else f"{label}: {o}" for a, b, label, o in lines]
 
 
-def _problem(session_keys: Callable[..., Any], hello: bytes, ckx: bytes, premaster: bytes,
-             expected: SessionKeys) -> str | None:
-    """None if the learner's keys are right, else what is wrong (the same words for the same mistake)."""
-    try:
-        got = session_keys(_demo_key(), hello, ckx)
-    except Exception as exc:  # the learner's bug, reported
-        last = raised(exc)
-        hint = (" (TCRP's RSA-OAEP uses SHA-256: PKCS1_OAEP.new(key, hashAlgo=SHA256); pycryptodome's default "
-                "is SHA-1, or use server_key.decrypt)") if "Incorrect decryption" in last else ""
-        return f"your function raised {last}{hint}"
-    keys = _as_keys(got)
-    if isinstance(keys, str):
-        return keys
-    bad = [k for k in keys if not isinstance(k, (bytes, bytearray)) or len(k) != KEY_SIZE]
-    if bad:
-        return f"each key must be {KEY_SIZE} bytes; one is {_short(bad[0])}"
-    want = tuple(getattr(expected, name) for name in KEY_NAMES)
-    keys = tuple(bytes(k) for k in keys)
-    wrong = [name for name, k, w in zip(KEY_NAMES, keys, want) if k != w]
-    if not wrong:
-        return None
-    if sorted(keys) == sorted(want):
-        return "the right keys in the wrong order: HKDF's 128 bytes are, in order, " + ", ".join(KEY_NAMES)
-    why = next((text for text, mistake in _mistakes(hello, ckx, premaster) if keys == mistake),
-               "compare each step with the lesson: premaster, salt, info, then HKDF-SHA-256 for 4 x 32 bytes")
-    return f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} wrong; {why}"
+def _run(window_class: Callable[[], Any], receive: Callable[[bytes, Any, bytes], Any], key: bytes,
+         sent: list[Sent]) -> list[str]:
+    window = window_class()
+    return _report(sent, [_outcome(receive(key, window, s.data), s.plaintext) for s in sent])
+
+
+def check_replay_window(window_class: Callable[[], Any], receive: Callable[[bytes, Any, bytes], Any]) -> CheckResult:
+    """Drive ``receive(key, window_class(), data)`` through each scenario; compare what it accepts.
+
+    ``key`` is the client-to-server UDP key of a session (``udp_c2s``); each scenario gets a fresh
+    window. The expected outcome of every datagram comes from the package's receiving UdpChannel.
+    """
+    if not callable(window_class) or not callable(receive):
+        return CheckResult.failure(TITLE, "check_replay_window needs your window class and your receive function",
+                                   "call it as check_replay_window(MyReplayWindow, receive)")
+    keys, token, _, _ = _setup()
+    cases = []
+    for description, sent, hint in scenarios():
+        reference = _reference(keys, token)
+        expected = _report(sent, [_outcome(reference(s.data), s.plaintext) for s in sent])
+        cases.append(Case(description, lambda sent=sent: _run(window_class, receive, keys.udp_c2s, sent),
+                          expected, hint))
+    return check(TITLE, cases, todo=TODO)

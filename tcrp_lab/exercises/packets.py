@@ -18,9 +18,9 @@ from .common import Case, CheckResult, check, show
 __all__ = ["FIELDS", "check_decode", "sample_requests"]
 
 TITLE = "Decoding a TCRP request"
-TODO = ("Write decode_request(data): the three one-byte fields are data[0], data[1] and data[2], the payload "
-        "size is int.from_bytes(data[3:32], 'big'); then slice the room name and the payload by those sizes, "
-        "and return the dict with .decode('utf-8') and json.loads applied.")
+TODO = ("Write decode_request(data): read the header's three one-byte fields and its 29-byte size (the table of "
+        "section 1), slice the room name and the payload by the sizes they give, and return a dict with the "
+        "six keys, the room decoded to a str and the payload parsed to a dict.")
 
 #: The keys ``decode_request`` returns, where each one is in a message, and the usual slip.
 FIELDS = {
