@@ -125,10 +125,11 @@ def _require_function_bodies(source: str, stub_lines: dict[int, int], where: str
         if statement.lineno in stub_lines:
             found.add(statement.lineno)
             if not around or not isinstance(around[-1], (ast.FunctionDef, ast.AsyncFunctionDef)):
-                raise SolutionError(f"{where}, line {stub_lines[statement.lineno]}: the solution region is not inside a "
-                                    f"function body; put the answer in the body of the function the checker "
-                                    f"calls, so the student's stub raises NotImplementedError inside the "
-                                    f"checker and not when the cell runs")
+                line = stub_lines[statement.lineno]
+                raise SolutionError(f"{where}, line {line}: the solution region is not inside a function body; "
+                                    f"put the answer in the body of the function the checker calls, so the "
+                                    f"student's stub raises NotImplementedError inside the checker and not "
+                                    f"when the cell runs")
     if not found:
         raise SolutionError(f"{where}: the stub that replaces the solution region is not a statement of its own")
 

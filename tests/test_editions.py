@@ -111,7 +111,8 @@ def test_the_output_is_the_same_bytes_every_time():
      "cell 2, line 3: '### BEGIN SOLUTION' inside the region opened on line 2"),
     (f"def f():\n    {BEGIN}\n    return 1\n", "cell 2, line 2: '### BEGIN SOLUTION' has no '### END SOLUTION'"),
     (f"def f():\n    return 1\n    {END}", "cell 2, line 3: '### END SOLUTION' with no '### BEGIN SOLUTION'"),
-    ("def f():\n    # BEGIN SOLUTION\n    return 1\n    # END SOLUTION", "cell 2, line 2: '# BEGIN SOLUTION' looks like"),
+    ("def f():\n    # BEGIN SOLUTION\n    return 1\n    # END SOLUTION",
+     "cell 2, line 2: '# BEGIN SOLUTION' looks like"),
     (f"{BEGIN}\nanswer = 42\n{END}", "cell 2, line 1: the solution region is not inside a function body"),
     (f"class Window:\n    {BEGIN}\n    size = 64\n    {END}", "cell 2, line 2: the solution region is not inside"),
     (f"def f():\n    return [\n    {BEGIN}\n    1,\n    {END}\n    ]", "cell 2: with its answer replaced by the stub, "
