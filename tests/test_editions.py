@@ -24,7 +24,7 @@ SOLUTIONS = ROOT / "notebooks" / "solutions"
 STUDENT = ROOT / "notebooks"
 SOURCES = sorted(SOLUTIONS.glob(editions.LESSON))
 LESSONS = [path.name for path in SOURCES]
-CHECKER_CALL = re.compile(r"\b(check_\w+)\(\s*(\w+)\b")   # check_x(learners_function, ...)
+CHECKER_CALL = re.compile(r"\bcheck_\w+\(([^()]*)\)")   # check_x(learners_function, learners_class, ...)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")   # the colours of a traceback
 REGENERATE = "regenerate it with `make editions` (python -m tcrp_lab.editions); never edit it by hand"
 
@@ -43,6 +43,14 @@ def notebook(*cells: tuple[str, str], **metadata) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook(metadata=metadata)
     nb.cells = [made[kind](text, id=f"cell-{i}") for i, (kind, text) in enumerate(cells)]
     return nb
+
+
+def checked(cell) -> set[str]:
+    """The names a code cell hands to checkers: ``check_window(MyWindow, receive)`` -> {MyWindow, receive}."""
+    if cell.cell_type != "code":
+        return set()
+    return {arg.strip() for call in CHECKER_CALL.findall(cell.source) for arg in call.split(",")
+            if arg.strip().isidentifier()}
 
 
 def cells_of(text: str) -> list[str]:
@@ -215,21 +223,18 @@ def test_no_student_notebook_holds_an_answer_or_an_output(name):
 @pytest.mark.parametrize("name", LESSONS)
 def test_every_lesson_with_a_checker_has_its_answers_between_markers(name):
     """An exercise whose answer is not between the markers ships its answer to the learner."""
-    checked = {match.group(2) for cell in source(name).cells if cell.cell_type == "code"
-               for match in CHECKER_CALL.finditer(cell.source)}
+    given = set().union(*(checked(cell) for cell in source(name).cells))
     exercises = exercise_names(source(name), name)
-    if checked:
-        assert exercises, f"{name} calls checkers on {sorted(checked)}, but no answer is between the markers"
-    assert exercises <= checked, f"{name}: {sorted(exercises - checked)} hold answers but no checker is given them"
+    if given:
+        assert exercises, f"{name} calls checkers on {sorted(given)}, but no answer is between the markers"
+    assert exercises <= given, f"{name}: {sorted(exercises - given)} hold answers but no checker is given them"
 
 
 @pytest.mark.parametrize("name", LESSONS)
 def test_the_worked_answers_pass_their_checkers_in_the_instructor_edition(name):
     exercises = exercise_names(source(name), name)
     for cell in source(name).cells:
-        calls = [m for m in CHECKER_CALL.finditer(cell.source if cell.cell_type == "code" else "")
-                 if m.group(2) in exercises]
-        if calls:
+        if checked(cell) & exercises:
             shown = output_text(cell)
             assert "checks passed" in shown and "not yet" not in shown, f"{name}: {cell.source}\n{shown}"
 
@@ -281,7 +286,7 @@ def test_the_student_edition_runs_without_error_and_each_exercise_says_not_yet(n
     assert errors == [], "\n\n".join(errors)
     exercises = exercise_names(source(name), name)
     checkers = [cell for cell in nb.cells if cell.cell_type == "code"
-                and any(m.group(2) in exercises for m in CHECKER_CALL.finditer(cell.source))]
+                and checked(cell) & exercises]
     assert len(checkers) >= (1 if exercises else 0)
     for cell in checkers:
         shown = output_text(cell)
