@@ -310,12 +310,13 @@ class LegacyProfile:
             session = self.sessions[token]
             text = cfb_decrypt(session.key, session.iv, body).decode("utf-8")
         except (ProtocolError, KeyError, UnicodeDecodeError) as exc:
-            why = "unknown token" if isinstance(exc, KeyError) else getattr(exc, "reason", None) or str(exc)
-            self.stopped_by = f"{why}, in a datagram from {peer[0]}:{peer[1]}"
+            why = ("unknown token" if isinstance(exc, KeyError) else f"the message is not UTF-8 ({exc.reason})"
+                   if isinstance(exc, UnicodeDecodeError) else exc.reason)
+            self.stopped_by = why
             self._trace_udp("in", peer, data, "rejected", error=f"relay_crash: {why}")
             self.server.drop("relay_crash", peer, why)
-            log.error("TCRP/1 relay stopped by a bad datagram (%s): as in the original, no datagram of any room "
-                      "is relayed from now on, until the server restarts", self.stopped_by)
+            log.error("TCRP/1 relay stopped by a bad datagram from %s:%s (%s): as in the original, no datagram of "
+                      "any room is relayed from now on, until the server restarts", peer[0], peer[1], why)
             return
         with self._lock:
             session.address = peer   # no authentication: whoever sends the token now gets its traffic

@@ -1,9 +1,14 @@
-"""Lesson 07's checker, check_read_with_known: "not yet" on a stub, each typical mistake named, a right answer passes."""
+"""The legacy lessons' checkers: "not yet" on a stub, each typical mistake named, a right answer passes.
+
+Lesson 07: check_read_with_known (reading). Lesson 08: check_forgery (attacking a live TCRP/1 server).
+"""
 
 from __future__ import annotations
 
 from tcrp_lab.attacks import keystream_reuse
 from tcrp_lab.exercises import check_read_with_known
+from tcrp_lab.exercises.attacks import CASES as FORGERY_CASES
+from tcrp_lab.exercises.attacks import check_forgery
 from tcrp_lab.exercises.legacy import CASES, reference_read, sample_cases
 from tcrp_lab.legacy import BLOCK, cfb_decrypt, cfb_encrypt, datagram
 
@@ -147,3 +152,88 @@ def test_exceptions_and_a_non_function_are_reported_not_raised():
     assert result.status == "failed" and "your code raised IndexError" in result.failures[0]
     not_a_function = check_read_with_known(b"alice: meet me a")
     assert not_a_function.status == "failed" and "needs your function" in not_a_function.failures[0]
+
+
+# --- lesson 08: forging "pay 900" against a live legacy server ----------------------------------------
+
+def flip_at(captured, start, sent, wanted):
+    out = bytearray(captured)
+    for i, mask in enumerate(xor(sent, wanted)):
+        out[start + i] ^= mask
+    return bytes(out)
+
+
+def forge_right(captured, sent, wanted):
+    """Written from the task alone: sent ⊕ wanted, XORed into the ciphertext where it starts."""
+    return flip_at(captured, 2 + captured[0] + captured[1], sent.encode(), wanted.encode())
+
+
+def forge_for_lab_only(captured, sent, wanted):
+    """Hard-codes the ciphertext's start for a 3-byte room name."""
+    return flip_at(captured, 2 + 3 + 255, sent.encode(), wanted.encode())
+
+
+def forge_by_characters(captured, sent, wanted):
+    """Counts offsets in characters."""
+    start, out = 2 + captured[0] + captured[1], bytearray(captured)
+    for i, (a, b) in enumerate(zip(sent, wanted)):
+        out[start + i] ^= (ord(a) ^ ord(b)) & 0xFF
+    return bytes(out)
+
+
+def forge_without_the_size_bytes(captured, sent, wanted):
+    return flip_at(captured, captured[0] + captured[1], sent.encode(), wanted.encode())
+
+
+def test_a_forgery_stub_is_not_yet_and_says_what_to_write():
+    result = check_forgery(stub3)
+    assert result.status == "not_yet" and "forge(captured, sent, wanted)" in result.todo
+
+
+def stub3(captured, sent, wanted):
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+def test_a_right_forgery_passes_because_bob_received_pay_900():
+    result = check_forgery(forge_right)
+    assert result.status == "passed" and result.passed == len(FORGERY_CASES)
+
+
+def test_a_hard_coded_offset_hits_the_token_and_stops_the_relay():
+    result = check_forgery(forge_for_lab_only)
+    assert result.status == "failed" and result.passed == 2
+    assert result.failures[0].startswith("alice types 'pay 100' in room 'accounts-payable'")
+    assert "got nothing (the server's relay stopped at it: unknown token)" in result.failures[0]
+    assert "hit the header (token)" in result.hint and "= 273 here" in result.hint
+    assert "stopped the relay for every room" in result.hint
+
+
+def test_counting_characters_is_named_from_where_the_flip_landed():
+    result = check_forgery(forge_by_characters)
+    assert result.status == "failed" and result.passed == 3
+    assert result.failures[0].startswith("ケンジ types")
+    assert "too early" in result.hint and "bytes of the UTF-8 message" in result.hint
+
+
+def test_an_offset_two_bytes_short_is_named_and_bob_got_the_changed_text():
+    result = check_forgery(forge_without_the_size_bytes)
+    assert result.status == "failed" and result.passed == 0
+    assert result.failures[0].endswith("expected 'alice: pay 900', got 'alice: paq 100'")
+    assert "landed 2 bytes too early" in result.hint
+
+
+def test_returning_the_original_the_text_or_a_longer_datagram_is_named():
+    for forge, words in [
+        (lambda captured, sent, wanted: captured, "bob received the original text"),
+        (lambda captured, sent, wanted: wanted, "return the forged datagram itself, as bytes"),
+        (lambda captured, sent, wanted: captured + b"!", "exactly as long as the captured one"),
+    ]:
+        result = check_forgery(forge)
+        assert result.status == "failed" and words in result.hint, (words, str(result))
+
+
+def test_a_forgery_that_raises_is_reported_not_raised():
+    result = check_forgery(lambda captured, sent, wanted: bytes(c ^ s for c, s in zip(captured, sent)))
+    assert result.status == "failed" and "your code raised TypeError" in result.failures[0]
+    assert ".encode()" in result.hint
