@@ -112,7 +112,7 @@ def normalize_name(value: object, kind: str) -> str:
     _check_characters(value, label)  # as typed, so that the position and the character are the sender's
     name = unicodedata.normalize("NFKC", value)
     if name != value:
-        _check_characters(name, label)  # NFKC can change a neighbour (™ -> TM), rarely a verdict
+        _check_characters(name, label)  # NFKC can change what surrounds a joiner (™ -> TM)
     _check_layout(name, label)
     if len(name) > max_chars:
         raise _invalid(f"the {label} is {len(name)} characters long once normalised (NFKC); the limit is "
@@ -129,10 +129,17 @@ def skeleton(name: str) -> str:
 
     Two strings with equal skeletons look alike (``skeleton("аlice") == skeleton("aIice") ==
     "alice"``). A skeleton is for comparing, never for showing. It is case sensitive, as the
-    standard's; :func:`clash_keys` adds case. Call it on names :func:`normalize_name` accepted:
-    NFD of an unbounded string of combining marks is slow.
+    standard's; :func:`clash_keys` adds case. The steps are repeated until the result stops
+    changing: 13 prototypes of the data hold a character that has a prototype of its own once
+    decomposed (U+048B ҋ -> й + U+0326, and й is и + U+0306), so one pass would not see that ҋ and
+    its prototype look alike. Equal UTS #39 skeletons still give equal results. Call it on names
+    :func:`normalize_name` accepted: NFD of an unbounded run of combining marks is slow.
     """
-    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", name).translate(_prototypes()))
+    table = _prototypes()
+    result = unicodedata.normalize("NFD", unicodedata.normalize("NFD", name).translate(table))
+    while (again := unicodedata.normalize("NFD", result.translate(table))) != result:
+        result = again
+    return result
 
 
 def clash_keys(name: str) -> frozenset[tuple[str, str]]:
@@ -184,8 +191,6 @@ def _character_problem(name: str, i: int) -> str:
         return "a bidirectional control, which changes the order in which text is shown: remove it"
     if ch in INVISIBLE:
         return "a character that shows as blank or not at all: remove it"
-    if ch.isspace() and ch != " " and category not in _REFUSED:
-        return "a space other than the ordinary one: use U+0020 SPACE"
     return _REFUSED.get(category, "")
 
 
@@ -200,6 +205,10 @@ def _joins_emoji(name: str, i: int) -> bool:
 
 def _check_layout(name: str, label: str) -> None:
     """Rules 4 and 5: spaces and combining marks."""
+    other_space = next((i for i, ch in enumerate(name) if ch.isspace() and ch != " "), None)
+    if other_space is not None:  # U+1680: NFKC turns every other space character into U+0020
+        raise _invalid(f"the {label} has {_describe(name[other_space])} as character {other_space + 1}, "
+                       "a space other than the ordinary one: use U+0020 SPACE")
     if name[0] == " " or name[-1] == " ":
         raise _invalid(f"the {label} {'starts' if name[0] == ' ' else 'ends'} with a space: remove it")
     if "  " in name:
