@@ -47,17 +47,16 @@ import functools
 import unicodedata
 from importlib import resources
 
-from .protocol import ErrorCode, ProtocolError
+from .protocol import MAX_ROOM_NAME, MAX_ROOM_NAME_BYTES, MAX_USERNAME, MAX_USERNAME_BYTES, ErrorCode, ProtocolError
 
 __all__ = [
     "CONFUSABLES_VERSION", "INVISIBLE", "MAX_ROOM_BYTES", "MAX_ROOM_CHARS", "MAX_USERNAME_BYTES",
     "MAX_USERNAME_CHARS", "clash_keys", "clashes", "normalize_name", "skeleton",
 ]
 
-MAX_ROOM_CHARS = 64
-MAX_ROOM_BYTES = 128
-MAX_USERNAME_CHARS = 32
-MAX_USERNAME_BYTES = 64
+# The limits are the wire's (TCRP.md §3), defined with the codec.
+MAX_ROOM_CHARS, MAX_ROOM_BYTES = MAX_ROOM_NAME, MAX_ROOM_NAME_BYTES
+MAX_USERNAME_CHARS = MAX_USERNAME
 CONFUSABLES_VERSION = "17.0.0"  #: the UTS #39 data in confusables.txt
 
 _KINDS = {"room": ("room name", MAX_ROOM_CHARS, MAX_ROOM_BYTES),
