@@ -32,8 +32,8 @@ class Limits:
 
     # TCP (§8.1)
     max_connections: int = _limit(512, "TCP connections open at once")
-    max_connections_per_address: int = _limit(64, "TCP connections open at once from one IP address")
-    max_handshakes_per_address: int = _limit(32, "connections from one IP address still in the key exchange")
+    max_connections_per_address: int = _limit(128, "TCP connections open at once from one IP address")
+    max_handshakes_per_address: int = _limit(64, "connections from one IP address still in the key exchange")
     key_exchange_timeout: float = _limit(5.0, "seconds for a client to send its ClientKeyExchange", "s")
     handshake_timeout: float = _limit(10.0, "seconds for the key exchange and the requests of one connection", "s")
     # Rooms and sessions (§8.2)
