@@ -79,7 +79,7 @@ KIND_STYLES = {
     "ServerHello": "magenta", "ClientKeyExchange": "magenta", "request": "yellow", "response": "green",
     "complete": "bold green", "rejected": "bold red", "hello": "cyan", "welcome": "cyan", "chat": "bold blue",
     "ack": "blue", "system": "bright_cyan", "resend": "yellow", "ping": "dim", "pong": "dim", "leave": "cyan",
-    "room_closed": "red", "kicked": "red",
+    "room_closed": "red", "kicked": "red", "refused": "bold yellow", "challenge": "magenta",
 }
 
 
