@@ -432,7 +432,7 @@ class ChatServer:
             by_reason[reason] += n
         worst = ", ".join(f"{reason} ×{n:,} from {source}{f' ({who})' if who else ''}"
                           for (reason, source, who), n in recent.most_common(5))
-        log.warning("dropped or refused %s in the last %.0f s (%s); most: %s", f"{sum(recent.values()):,}",
+        log.info("dropped or refused %s in the last %.0f s (%s); most: %s", f"{sum(recent.values()):,}",
                     self.report_interval, ", ".join(f"{r} {n:,}" for r, n in by_reason.most_common()), worst)
 
 
