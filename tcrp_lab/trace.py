@@ -8,9 +8,9 @@ the learner's own chat and with no root and no packet capture: the server and cl
 * :class:`Trace` records events (pass one as ``trace=`` to ChatServer / ChatClient / ControlConnection,
   or use :func:`record`); it prints as a one-line-per-packet log, :meth:`Trace.summary` gives a
   table per session, and :meth:`Trace.save` / :meth:`Trace.load` keep it as JSON lines.
-* :func:`explain` (from :mod:`tcrp_lab.explain`, re-exported here) lays out one packet (an event, or raw bytes) as a hex dump with every field
-  coloured, named and decoded, with its byte range — and, where the keys are known, the plaintext
-  explained the same way.
+* :func:`explain` (from :mod:`tcrp_lab.explain`, re-exported here) lays out one packet (an event,
+  or raw bytes) as a hex dump with every field coloured, named and decoded, with its byte range —
+  and, where the keys are known, the plaintext explained the same way.
 * :class:`LiveLog` prints each packet as it passes (``python -m tcrp_lab.server --trace``), on a
   printer thread of its own.
 
@@ -58,7 +58,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .crypto import ServerHello, SessionKeys
-from .explain import _clip, _printable, Explanation, Field, explain, visible  # explain is part of this API
+from .explain import Explanation, Field, _clip, _printable, explain, visible  # explain is part of this API
 from .protocol import (
     FRAME_LENGTH_BYTES, MAX_FRAME, Datagram, Message, Payload, ProtocolError, State, decode_message, decode_payload,
 )
@@ -69,7 +69,7 @@ __all__ = ["Explanation", "Field", "LiveLog", "PacketEvent", "Trace", "explain",
 log = logging.getLogger("tcrp_lab.trace")
 
 DEFAULT_LIMIT = 10_000       #: events a Trace keeps (the oldest go first)
-DEFAULT_EVENT_BYTES = FRAME_LENGTH_BYTES + MAX_FRAME   #: bytes kept of an event's raw, and of its plaintext: a whole frame
+DEFAULT_EVENT_BYTES = FRAME_LENGTH_BYTES + MAX_FRAME   #: bytes kept of an event's raw, and of its plaintext
 DEFAULT_TOTAL_BYTES = 32 * 2**20   #: raw + plaintext bytes a Trace keeps in all (the oldest events go first)
 LIVE_QUEUE = 1_000           #: packets a LiveLog holds for its printer; more are counted, not printed
 NARROW = 100                 #: consoles narrower than this get log lines without the peer column

@@ -30,6 +30,7 @@ from __future__ import annotations
 import html
 import io
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -48,6 +49,8 @@ from .protocol import ProtocolError
 from .trace import PacketEvent, Trace, render_line, visible
 
 __all__ = ["ChatPanel", "explain_error"]
+
+log = logging.getLogger("tcrp_lab.widgets")
 
 HISTORY = 50          #: room messages a newcomer is shown from before they joined
 SHOWN = 200           #: chat lines kept on screen
@@ -107,33 +110,42 @@ def _classed(widget: Any, *classes: str) -> Any:
 
 
 class _Coalesce:
-    """Call ``fn`` once, ``delay`` seconds after the first ``poke()`` of a burst (from any thread)."""
+    """Call ``fn`` once, ``delay()`` seconds after the first ``poke()`` of a burst, on a thread of
+    its own (started at the first poke): a poke from the client's receive thread is an Event.set()."""
 
-    def __init__(self, delay: Callable[[], float], fn: Callable[[], None]):
-        self.delay, self.fn = delay, fn
-        self._timer: threading.Timer | None = None
+    def __init__(self, delay: Callable[[], float], fn: Callable[[], None], name: str):
+        self.delay, self.fn, self.name = delay, fn, name
+        self._poked = threading.Event()
         self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
         self._closed = False
 
     def poke(self) -> None:
-        if self._timer is not None:   # one is pending: it will see this change too
-            return
-        with self._lock:
-            if self._timer is None and not self._closed:
-                self._timer = threading.Timer(self.delay(), self._fire)
-                self._timer.daemon = True
-                self._timer.start()
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None and not self._closed:
+                    self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                    self._thread.start()
+        if not self._poked.is_set():
+            self._poked.set()
 
-    def _fire(self) -> None:
-        with self._lock:
-            self._timer = None        # before fn: a poke while fn runs schedules the next update
-        self.fn()
+    def _run(self) -> None:
+        while True:
+            self._poked.wait()
+            if not self._closed:
+                time.sleep(self.delay())
+            if self._closed:
+                return
+            self._poked.clear()   # before fn: a poke while fn runs means one more update
+            try:
+                self.fn()
+            except Exception:   # a failed update must not end the updates
+                log.exception("%s: an update failed", self.name)
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            if self._timer is not None:
-                self._timer.cancel()
+        self._poked.set()
 
 
 class ChatPanel(widgets.VBox):
@@ -159,8 +171,8 @@ class ChatPanel(widgets.VBox):
         self._unsubscribe: Callable[[], None] | None = None
         # Rendering runs on a timer thread, outside the widget lock; one renderer per view at a time.
         self._chat_render, self._trace_render = threading.Lock(), threading.Lock()
-        self._chat_refresh = _Coalesce(lambda: CHAT_REFRESH, self._render)
-        self._trace_refresh = _Coalesce(lambda: TRACE_REFRESH, self._render_trace)
+        self._chat_refresh = _Coalesce(lambda: CHAT_REFRESH, self._render, f"tcrp-panel-{self.panel_id}-chat")
+        self._trace_refresh = _Coalesce(lambda: TRACE_REFRESH, self._render_trace, f"tcrp-panel-{self.panel_id}-trace")
         self._item_html: dict[int, tuple[Any, str]] = {}    # id(item) -> (item, its HTML), for the items on screen
         self._trace_html: dict[int, tuple[Any, str]] = {}   # id(event) -> (event, its line), likewise
         self._console = Console(record=True, file=io.StringIO(), width=160, color_system="truecolor",

@@ -581,7 +581,8 @@ def test_a_narrow_console_drops_the_peer_column_and_wraps_rather_than_cuts():
         raw=b"\x03\x10", error="malformed: datagram shorter than its two size bytes")
     log.close()
     text = file.getvalue()
-    assert "127.0.0.1" not in text and "peer" not in text and re.search(r"server C→S udp rejected +2 B REJECTED", text)
+    assert "127.0.0.1" not in text and "peer" not in text
+    assert re.search(r"server C→S udp rejected +2 B REJECTED", text)
     assert "two size bytes" in text.replace("\n", " ")
 
 
@@ -764,7 +765,8 @@ def test_a_trace_keeps_at_most_total_bytes_evicting_the_oldest_events():
 # --- text from others is shown as text ----------------------------------------------------------------
 
 HOSTILE = ["[bold]x[/]", "[/]", "\x1b]52;c;aGVsbG8=\x07", "\x1b[2J", "\u202eecila", "a\x9b31mb\u2066c"]
-UNSAFE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+UNSAFE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+                    r"\ud800-\udfff]")   # all but the newline between the lines of a rendering
 
 
 def sealed_frame(plaintext: bytes) -> bytes:
@@ -778,7 +780,7 @@ def assert_shown_as_text(text: str, hostile: str) -> None:
 
 
 def test_visible_escapes_controls_and_bidi_but_keeps_every_script():
-    unsafe = [*range(0x00, 0x20), *range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F, 0x2028, 0x2029,
+    unsafe = [*range(0x20), *range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F, 0x2028, 0x2029,
               *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0xD800, 0xDFFF]
     for code in unsafe:
         shown = visible(f"a{chr(code)}b")

@@ -380,8 +380,8 @@ def test_refused_undelivered_and_missed_are_shown_as_warnings_with_their_text(se
     found = re.findall(r"<div class='tcrp-event tcrp-event-(\w+) tcrp-warning'[^>]*>⚠ ([^<]*)</div>",
                        alice.messages.value)
     assert found == [("missed", "Messages 5-7 were lost: the server no longer has them."),   # newest first
-                     ("undelivered", "“&lt;b&gt;hi&lt;/b&gt;” was not delivered: the server did not answer "
-                                     "after 10 tries."),
+                     ("undelivered", ("“&lt;b&gt;hi&lt;/b&gt;” was not delivered: the server did not answer "
+                                      "after 10 tries.")),
                      ("refused", "Your message was refused: it is longer than the server accepts. (too_long)")]
     assert "<div class='tcrp-event tcrp-event-joined' " in alice.messages.value   # other events: not warnings
 
@@ -402,7 +402,7 @@ def test_names_rooms_and_texts_with_markup_or_controls_are_shown_as_text(server,
                 RoomEvent("joined", f"{hostile} joined", user=hostile),
                 RoomEvent("refused", f"refused: {hostile}", reason=hostile))
         shows(alice.messages, html.escape(f"said {visible(hostile)}"))
-        wait_for(lambda: html.escape(f"me {visible(hostile)}") in alice.status.value, 10, "the status")
+        shows(alice.status, html.escape(f"me {visible(hostile)}"))
         page = alice.status.value + alice.messages.value + alice.members.value
         for shown in (f"room {hostile}", f"me {hostile}", f"member {hostile}", f"sender {hostile}",
                       f"{hostile} joined", f"refused: {hostile}"):
