@@ -162,8 +162,9 @@ class Trace(JupyterMixin):
     Recording is cheap (one small object per packet, no rendering) and bounded: the last ``limit``
     events are kept, of each at most ``event_bytes`` of its raw bytes and as many of its plaintext
     (the default keeps a whole 64 KiB frame), and at most ``total_bytes`` of raw and plaintext in
-    all, the oldest events going first. Printing a Trace gives the compact log; :meth:`summary` a
-    table per session.
+    all, the oldest events going first (``kept_bytes`` counts raw and plaintext; an event's decoded
+    message takes about as much again as its plaintext). Printing a Trace gives the compact log;
+    :meth:`summary` a table per session.
 
     ``subscribe(fn)`` calls ``fn(event)`` for each new event *on the thread that recorded it* (the
     server's UDP thread, a connection thread, a client's receive thread), so a subscriber must be
