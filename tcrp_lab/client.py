@@ -143,16 +143,19 @@ class ControlConnection:
     """A TCP connection to a TCRP/2 server, after the handshake; send requests with :meth:`request`.
 
     ``fingerprint`` pins the server key: on a mismatch nothing is sent and FingerprintMismatch
-    is raised. ``timeout`` bounds the connection and every reply.
+    is raised. ``timeout`` bounds the connection and every reply. ``bind`` is the local address to
+    connect from (a machine with several; tests use 127.0.0.2 to play another host).
     """
 
     def __init__(self, address: ServerAddress | tuple | str, *, fingerprint: str | None = None,
-                 timeout: float = 10.0, trace: Trace | None = None, rng: RandomSource | None = None):
+                 timeout: float = 10.0, trace: Trace | None = None, rng: RandomSource | None = None,
+                 bind: str | None = None):
         self.address = parse_address(address)
         self.trace = trace
         rng = rng or system_random
         try:
-            sock = socket.create_connection((self.address.host, self.address.tcp_port), timeout=timeout)
+            sock = socket.create_connection((self.address.host, self.address.tcp_port), timeout=timeout,
+                                            source_address=(bind, 0) if bind else None)
         except OSError as exc:
             raise TcrpError(f"cannot connect to {self.address.host}:{self.address.tcp_port}: {exc}. "
                             "Is the server running, and is this its TCP port?") from None
@@ -267,14 +270,16 @@ class ChatClient:
     joins, leaves, timeouts, the end of the room and what happened to our own messages (``refused``,
     ``undelivered``, ``missed``); ``log`` is both, interleaved in order. Each keeps the last
     ``log_limit`` items. ``on_message`` / ``on_event`` are called from the receive thread for each
-    new one. ``max_tries`` bounds the transmissions of each chat (TCRP.md §4.4).
+    new one. ``max_tries`` bounds the transmissions of each chat (TCRP.md §4.4). ``bind`` is the
+    local address of the UDP socket (by default the system picks).
     """
 
     def __init__(self, address: ServerAddress, complete: dict[str, Any], keys: SessionKeys, *,
                  udp_via: tuple[str, int] | None = None, trace: Trace | None = None,
                  on_message: Callable[[ChatMessage], None] | None = None,
                  on_event: Callable[[RoomEvent], None] | None = None, history: int = 0,
-                 ping_interval: float = PING_INTERVAL, max_tries: int = MAX_TRIES, log_limit: int = LOG_LIMIT):
+                 ping_interval: float = PING_INTERVAL, max_tries: int = MAX_TRIES, log_limit: int = LOG_LIMIT,
+                 bind: str | None = None):
         self.address = address
         self.token = bytes.fromhex(complete["token"])
         self.server_udp = udp_via or (address.host, int(complete["udp_port"]))
@@ -289,9 +294,12 @@ class ChatClient:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        if bind:
+            self.sock.bind((bind, 0))
         self.sock.connect(self.server_udp)   # only the server (or relay) can reach this socket
         self.sock.setblocking(False)
-        self._wake_r, self._wake_w = socket.socketpair()  # close() wakes the receive thread at once
+        self._wake_r, self._wake_w = socket.socketpair()  # send() and close() wake the receive thread at once
+        self._wake_w.setblocking(False)                   # a full pipe means it is awake already
         self._thread = threading.Thread(target=self._run, name=f"tcrp-client-{self.username}", daemon=True)
         self._thread.start()
 
@@ -333,16 +341,18 @@ class ChatClient:
 
     @staticmethod
     def list_rooms(address: ServerAddress | tuple | str, *, fingerprint: str | None = None, timeout: float = 10.0,
-                   trace: Trace | None = None, rng: RandomSource | None = None) -> list[RoomInfo]:
+                   trace: Trace | None = None, rng: RandomSource | None = None, bind: str | None = None) -> list[RoomInfo]:
         """The server's rooms, with member counts and whether they need a password."""
-        with ControlConnection(address, fingerprint=fingerprint, timeout=timeout, trace=trace, rng=rng) as control:
+        with ControlConnection(address, fingerprint=fingerprint, timeout=timeout, trace=trace, rng=rng,
+                               bind=bind) as control:
             return control.list_rooms()
 
     @classmethod
     def _enter(cls, address: Any, message: Message, fingerprint: str | None, timeout: float,
                trace: Trace | None, rng: RandomSource | None, options: dict[str, Any]) -> ChatClient:
         address = parse_address(address)
-        with ControlConnection(address, fingerprint=fingerprint, timeout=timeout, trace=trace, rng=rng) as control:
+        with ControlConnection(address, fingerprint=fingerprint, timeout=timeout, trace=trace, rng=rng,
+                               bind=options.get("bind")) as control:
             complete = control.enter(message)
         client = cls(address, complete, control.keys, trace=trace, **options)
         if not client.wait_joined(timeout):
@@ -365,6 +375,7 @@ class ChatClient:
                 raise TcrpError(f"cannot send: this client is {self.state}")
             chat_id, out = self.session.send(text, time.monotonic())
         self._send_all(out)
+        self._wake()   # the receive thread may sleep up to 1 s: the new retransmission timer is sooner
         return chat_id
 
     def flush(self, timeout: float = 10.0) -> bool:
@@ -410,10 +421,7 @@ class ChatClient:
     def close(self) -> None:
         """Stop the receive thread and close the socket (without telling the server: see leave)."""
         self._stop.set()
-        try:
-            self._wake_w.send(b"!")
-        except OSError:
-            pass  # closed already
+        self._wake()
         if self._thread is not threading.current_thread():
             self._thread.join(5)
         for sock in (self.sock, self._wake_r, self._wake_w):
@@ -433,6 +441,12 @@ class ChatClient:
         return f"ChatClient({self.username!r} in {self.room!r}, {role}, {self.state}, {len(self.messages)} messages)"
 
     # --- the receive thread ---------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"!")
+        except OSError:
+            pass  # closed already, or the pipe is full: the thread is awake anyway
 
     def _send_all(self, payloads: list[Payload]) -> None:
         for payload in payloads:
@@ -461,6 +475,11 @@ class ChatClient:
                 ready, _, _ = select.select([self.sock, self._wake_r], [], [], wait)
             except (OSError, ValueError):  # our socket was closed under us: nothing more to receive
                 return
+            if self._wake_r in ready:
+                try:
+                    self._wake_r.recv(4096)   # a send() or close(): recompute the deadline
+                except OSError:
+                    return
             if self.sock in ready:
                 try:
                     data = self.sock.recv(MAX_DATAGRAM + 1)

@@ -244,6 +244,8 @@ class MemberSession:
         elif isinstance(payload, (RoomClosed, Kicked)):
             state = SessionState.ROOM_CLOSED if isinstance(payload, RoomClosed) else SessionState.KICKED
             items = self._finish(state, payload.reason)
+        if self._has_gap() and not self._resend_at:  # a gap may be reordering: give it GAP_GRACE
+            self._resend_at = now + GAP_GRACE
         return out, items
 
     def poll(self, now: float) -> tuple[list[Payload], Items]:
