@@ -1,5 +1,10 @@
 """Command lines: ``python -m tcrp_lab.server`` (a classroom server) and ``python -m tcrp_lab.client``
-(a terminal chat for students without Jupyter)."""
+(a terminal chat for students without Jupyter).
+
+Every string that came from the network (names, texts, the server's error messages) reaches the
+terminal as a rich ``Text`` with control characters, escape sequences and bidi overrides written
+out visibly (:func:`tcrp_lab.explain.visible`): never as markup, never as raw escape codes.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +18,11 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.text import Text
 
 from . import __version__
+from .explain import visible
+from .limits import Limits
 
 DEFAULT_KEY = Path.home() / ".tcrp_lab" / "server_key.pem"
 
@@ -47,6 +55,38 @@ def positive(kind: type = float, what: str = "number"):
 _seconds = positive(float, "number of seconds")
 
 
+def _at_least_zero(kind: type) -> object:
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{text} is below 0")
+        return value
+
+    return parse
+
+
+def _limit_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per field of :class:`~tcrp_lab.limits.Limits` (TCRP.md §8), with its default."""
+    group = p.add_argument_group("classroom limits (TCRP.md §8; a rate of 0 lifts that budget)")
+    for name, default, help_text, unit in Limits.describe():
+        shown = f"{default:g}{unit}" if isinstance(default, float) else f"{default:,}{unit}"
+        group.add_argument(f"--{name.replace('_', '-')}", dest=f"limit_{name}", type=_at_least_zero(type(default)),
+                           metavar="N", help=f"{help_text} (default {shown})")
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    return Limits().replace(**{name: getattr(args, f"limit_{name}") for name in Limits.names()
+                               if getattr(args, f"limit_{name}") is not None})
+
+
+def _shown(text: object, style: str = "", keep: str = "") -> Text:
+    """Text from the network, ready for the terminal: as text, its control characters made visible."""
+    return Text(visible(str(text), keep), style=style)
+
+
 def _logging(level: str, console: Console) -> None:
     logging.basicConfig(level=level.upper(), format="%(message)s", datefmt="[%X]",
                         handlers=[RichHandler(console=console, show_path=False, markup=False)])
@@ -67,11 +107,12 @@ def server_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", type=Path, default=DEFAULT_KEY,
                    help=f"the server's RSA key as PEM, created if missing (default {DEFAULT_KEY})")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
-                   help="how much to log (debug shows every dropped packet)")
+                   help="how much to log (what was dropped or throttled is summed up every 10 s at warning)")
     p.add_argument("--trace", action="store_true", help="print every frame and datagram as it passes")
     p.add_argument("--legacy", action="store_true",
                    help="speak the original, INSECURE TCRP/1 design (for lessons that attack it)")
     p.add_argument("--version", action="version", version=f"tcrp_lab {__version__}")
+    _limit_flags(p)
     return p
 
 
@@ -85,7 +126,7 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     try:
         key = ServerKey.load_or_create(args.key)
     except (OSError, ValueError) as exc:
-        console.print(f"[red]Cannot use the key file {args.key}: {exc}[/]\n"
+        console.print(Text(f"Cannot use the key file {args.key}: {exc}\n", style="red"),
                       "Pass --key with a writable path, or delete the broken file to make a new key.")
         return 2
     trace = None
@@ -95,9 +136,9 @@ def server_main(argv: Sequence[str] | None = None) -> int:
         trace = LiveLog(Console())
     try:
         server = ChatServer(args.host, args.tcp_port, args.udp_port, inactivity_timeout=args.timeout, key=key,
-                            trace=trace, profile="legacy" if args.legacy else "secure").start()
+                            trace=trace, profile="legacy" if args.legacy else "secure", limits=_limits(args)).start()
     except OSError as exc:
-        console.print(f"[red]{exc}[/]")
+        console.print(Text(str(exc), style="red"))
         return 1
     address = server.address
     console.print(f"[bold green]TCRP server ready[/] ({server.profile.name}) on [bold]{address.host}[/] "
@@ -115,10 +156,27 @@ def server_main(argv: Sequence[str] | None = None) -> int:
         pass
     console.print("stopping: telling every member the server is shutting down…")
     server.stop()
+    if trace is not None:
+        trace.close()   # the printer thread prints what it still has
     return 0
 
 
 # --- python -m tcrp_lab.client ---------------------------------------------------------------
+
+def render_item(item: object) -> Text:
+    """One chat line or room event for the terminal. Names and texts are shown as text, controls
+    and escapes visibly; a chat's continuation lines are indented under a bar, so a text cannot
+    forge a line of its own (a fake "* bob left")."""
+    from .client import ChatMessage
+
+    if isinstance(item, ChatMessage):
+        body = visible(item.text, keep="\n\t").replace("\n", "\n  │ ")
+        return Text.assemble(_shown(item.sender, "bold cyan" if item.mine else "bold"), ": ", body)
+    kind, text = getattr(item, "kind", ""), getattr(item, "text", "")
+    warn = kind in ("refused", "undelivered", "missed")
+    return Text.assemble(("! " if warn else "* ", "bold yellow" if warn else "dim"),
+                         _shown(text, "yellow" if warn else "dim italic"))
+
 
 def client_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -148,34 +206,32 @@ def client_main(argv: Sequence[str] | None = None) -> int:
         try:
             rooms = ChatClient.list_rooms(address, fingerprint=args.fingerprint)
         except TcrpError as exc:
-            console.print(f"[red]{exc}[/]")
+            console.print(_shown(exc, "red"))
             return 1
         if not rooms:
             console.print("no rooms yet: create one with  python -m tcrp_lab.client create ROOM -u NAME")
         for room in rooms:
             lock = " 🔒" if room.has_password else ""
-            console.print(f"{room.name}{lock}  ({room.members} member{'s' if room.members != 1 else ''})")
+            console.print(Text.assemble(_shown(room.name, "bold"), f"{lock}  ({room.members} "
+                                        f"member{'s' if room.members != 1 else ''})"))
         return 0
     if not args.room or not args.user:
         parser.error(f"{args.action} needs a ROOM and --user NAME, e.g. {args.action} lab --user alice")
 
     def show(item: ChatMessage | RoomEvent) -> None:
-        if isinstance(item, ChatMessage):
-            style = "bold cyan" if item.mine else "bold"
-            console.print(f"[{style}]{item.sender}[/]: {item.text}", markup=True, highlight=False)
-        else:
-            console.print(f"[dim italic]* {item.text}[/]")
+        console.print(render_item(item))
 
     enter = ChatClient.create_room if args.action == "create" else ChatClient.join_room
     try:
         client = enter(address, args.room, args.user, args.password, fingerprint=args.fingerprint,
                        on_message=show, on_event=show, history=args.history)
     except TcrpError as exc:
-        console.print(f"[red]{exc}[/]")
+        console.print(_shown(exc, "red"))
         return 1
     role = "host" if client.is_host else "guest"
-    console.print(f"[green]In room [bold]{client.room}[/] as {client.username} ({role}). "
-                  f"Members: {', '.join(client.members)}. Type to chat; /leave to go.[/]")
+    console.print(Text.assemble("In room ", _shown(client.room, "bold"), " as ", _shown(client.username),
+                                f" ({role}). Members: ", _shown(", ".join(client.members)),
+                                ". Type to chat; /leave to go.", style="green"))
     for item in list(client.log):
         show(item)
     try:
@@ -187,9 +243,11 @@ def client_main(argv: Sequence[str] | None = None) -> int:
                 break
             if text.strip():
                 try:
-                    client.send(text[:1000])
+                    client.send(text)
+                except ValueError as exc:   # too long, or a control character: say what to do
+                    console.print(_shown(f"not sent: {exc}", "yellow"))
                 except TcrpError as exc:
-                    console.print(f"[red]{exc}[/]")
+                    console.print(_shown(exc, "red"))
                     break
     except KeyboardInterrupt:
         pass

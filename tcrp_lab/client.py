@@ -4,9 +4,10 @@ Two halves, as in the protocol:
 
 * :class:`ControlConnection` is the TCP half: handshake (with optional fingerprint pinning), then
   requests. ``ChatClient.list_rooms`` / ``create_room`` / ``join_room`` use it and close it.
-* :class:`ChatClient` is a joined member: one receive thread that decrypts datagrams, keeps room
-  messages in order without duplicates (asking ``resend`` for gaps), retransmits ``hello`` until
-  welcomed and each ``chat`` until acknowledged, and pings to stay in touch.
+* :class:`ChatClient` is a joined member: a thin shell (one receive thread, one UDP socket)
+  around :class:`~tcrp_lab.session.MemberSession`, which keeps room messages in order without
+  duplicates, retransmits ``hello`` and each ``chat`` a bounded number of times, answers path
+  challenges and pings to stay in touch. The shell seals, sends, receives, opens and calls back.
 
 Server errors become specific exceptions (:class:`WrongPassword`, :class:`RoomExists`, ...)
 whose message is the server's own explanation.
@@ -25,7 +26,6 @@ import select
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,27 +35,21 @@ from .crypto import (
 )
 from .net import ConnectionClosed, FramedSocket, ServerAddress, parse_address, wire_frame
 from .protocol import (
-    MAX_DATAGRAM, MAX_TEXT, Ack, Chat, Datagram, ErrorCode, Hello, Kicked, Leave, Message, Payload, Ping, Pong,
-    ProtocolError, Resend, RoomChat, RoomClosed, State, SystemEvent, Welcome, decode_message, decode_payload,
+    MAX_DATAGRAM, Datagram, ErrorCode, Message, Payload, ProtocolError, Refusal, State, check_text,
+    decode_message, decode_payload,
+)
+from .session import (
+    LOG_LIMIT, MAX_TRIES, PING_INTERVAL, ChatMessage, MemberSession, RetransmitTimer, RoomEvent, SessionState,
 )
 
 __all__ = [
     "ChatClient", "ChatMessage", "ControlConnection", "FingerprintMismatch", "InvalidName", "InvalidRequest",
-    "NoSuchRoom", "RoomEvent", "RoomExists", "RoomFull", "RoomInfo", "ServerBusy", "ServerError", "TcrpError",
-    "UsernameTaken", "WrongPassword",
+    "InvalidText", "NoSuchRoom", "RateLimited", "RetransmitTimer", "RoomEvent", "RoomExists", "RoomFull",
+    "RoomInfo", "ServerBusy", "ServerError", "TcrpError", "UsernameTaken", "WrongPassword",
 ]
 
 log = logging.getLogger("tcrp_lab.client")
 Trace = Callable[..., None]
-
-RETRANSMIT_INITIAL = 0.15     #: seconds before the first retransmission, before any RTT is measured
-RETRANSMIT_MIN = 0.05         #: floor of the adaptive retransmission timeout
-RETRANSMIT_MAX = 1.0          #: retransmission back-off ceiling
-PING_INTERVAL = 2.0           #: keep-alive when nothing happens
-TAIL_CHECK = 0.3              #: ping this soon after room traffic, to notice a lost last message
-RESEND_BATCH = 64             #: room messages asked for in one resend
-SEND_WINDOW = 32              #: chats in flight before send() queues (the server holds back at most 64)
-GAP_GRACE = 0.05              #: a gap may be reordering: wait this long before asking resend
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -69,13 +63,15 @@ class FingerprintMismatch(TcrpError):
 
 
 class ServerError(TcrpError):
-    """The server refused a request. ``code`` is the wire error code."""
+    """The server refused a request. ``code`` is the wire error code; ``retry_after`` the seconds
+    after which trying again can succeed, when the server said (TCRP.md §8.3)."""
 
     code: ErrorCode | None = None
 
-    def __init__(self, message: str, code: ErrorCode | None = None):
+    def __init__(self, message: str, code: ErrorCode | None = None, retry_after: float | None = None):
         super().__init__(message)
         self.code = code or self.code
+        self.retry_after = retry_after
 
 
 class InvalidRequest(ServerError):
@@ -110,16 +106,27 @@ class ServerBusy(ServerError):
     code = ErrorCode.SERVER_BUSY
 
 
+class RateLimited(ServerError):
+    """Too many tries (wrong passwords from your address): wait ``retry_after`` seconds."""
+
+    code = ErrorCode.RATE_LIMITED
+
+
+class InvalidText(ServerError):
+    code = ErrorCode.INVALID_TEXT
+
+
 _ERRORS = {cls.code: cls for cls in ServerError.__subclasses__()}
 
 
-def server_error(code: object, message: str) -> ServerError:
+def server_error(code: object, message: str, retry_after: object = None) -> ServerError:
+    """The exception for a wire error code (a code this client does not know gives a ServerError)."""
+    wait = float(retry_after) if isinstance(retry_after, (int, float)) and 0 <= retry_after < 86400 else None
     try:
         code = ErrorCode(code)
     except ValueError:
-        return ServerError(f"{message} (unknown error code {code!r})")
-    return _ERRORS[code](message)
-
+        return ServerError(f"{message} (unknown error code {str(code)[:40]!r})", retry_after=wait)
+    return _ERRORS[code](message, retry_after=wait)
 
 # --- what a client sees ----------------------------------------------------------------------
 
@@ -130,84 +137,25 @@ class RoomInfo:
     has_password: bool
 
 
-@dataclass(frozen=True)
-class ChatMessage:
-    """A chat message of the room, numbered by the server (``seq``)."""
-
-    seq: int
-    sender: str
-    text: str
-    ts: float
-    mine: bool = False
-
-
-@dataclass(frozen=True)
-class RoomEvent:
-    """Something that happened to the room or to us.
-
-    ``kind`` is ``joined``, ``left`` or ``timeout`` (room events, numbered by ``seq``), or
-    ``room_closed`` / ``kicked`` (the end of our membership, with ``reason``).
-    """
-
-    kind: str
-    text: str
-    user: str | None = None
-    seq: int | None = None
-    reason: str | None = None
-
-
-class RetransmitTimer:
-    """The retransmission timeout of RFC 6298: smoothed RTT plus four deviations, clamped.
-
-    Only the oldest chat in flight, acknowledged without a retransmission, gives a sample: the ack
-    of a retransmitted chat could answer either copy (Karn's algorithm), and a later chat may have
-    waited at the server behind a lost one.
-    """
-
-    def __init__(self, initial: float = RETRANSMIT_INITIAL, minimum: float = RETRANSMIT_MIN,
-                 maximum: float = RETRANSMIT_MAX):
-        self.minimum, self.maximum = minimum, maximum
-        self.srtt: float | None = None
-        self.rttvar = 0.0
-        self.rto = initial
-
-    def sample(self, rtt: float) -> None:
-        if self.srtt is None:
-            self.srtt, self.rttvar = rtt, rtt / 2
-        else:
-            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
-            self.srtt = 0.875 * self.srtt + 0.125 * rtt
-        self.rto = min(max(self.srtt + 4 * self.rttvar, self.minimum), self.maximum)
-
-
-@dataclass
-class _InFlight:
-    """A chat sent and not yet acknowledged."""
-
-    chat: Chat
-    plaintext: bytes
-    sent_at: float
-    retry_at: float
-    delay: float
-    retransmitted: bool = False
-
-
 # --- the TCP half ----------------------------------------------------------------------------
 
 class ControlConnection:
     """A TCP connection to a TCRP/2 server, after the handshake; send requests with :meth:`request`.
 
     ``fingerprint`` pins the server key: on a mismatch nothing is sent and FingerprintMismatch
-    is raised. ``timeout`` bounds the connection and every reply.
+    is raised. ``timeout`` bounds the connection and every reply. ``bind`` is the local address to
+    connect from (a machine with several; tests use 127.0.0.2 to play another host).
     """
 
     def __init__(self, address: ServerAddress | tuple | str, *, fingerprint: str | None = None,
-                 timeout: float = 10.0, trace: Trace | None = None, rng: RandomSource | None = None):
+                 timeout: float = 10.0, trace: Trace | None = None, rng: RandomSource | None = None,
+                 bind: str | None = None):
         self.address = parse_address(address)
         self.trace = trace
         rng = rng or system_random
         try:
-            sock = socket.create_connection((self.address.host, self.address.tcp_port), timeout=timeout)
+            sock = socket.create_connection((self.address.host, self.address.tcp_port), timeout=timeout,
+                                            source_address=(bind, 0) if bind else None)
         except OSError as exc:
             raise TcrpError(f"cannot connect to {self.address.host}:{self.address.tcp_port}: {exc}. "
                             "Is the server running, and is this its TCP port?") from None
@@ -224,11 +172,19 @@ class ControlConnection:
             raise
 
     def _handshake(self, fingerprint: str | None, rng: RandomSource) -> tuple[SessionKeys, RecordLayer, ServerHello]:
+        where = f"{self.address.host}:{self.address.tcp_port}"
         try:
             body = self._io.recv()
-            hello = ServerHello.decode(body)
         except (ProtocolError, ConnectionClosed, OSError) as exc:
-            raise TcrpError(f"no TCRP/2 ServerHello from {self.address.host}:{self.address.tcp_port} ({exc})") from None
+            raise TcrpError(f"no TCRP/2 ServerHello from {where} ({exc}): the server closed the connection before "
+                            "greeting us (it may be full, or limiting connections from your address)") from None
+        try:
+            refusal = Refusal.parse(body)   # §2.1: a server that will not serve us says why instead
+            hello = None if refusal else ServerHello.decode(body)
+        except ProtocolError as exc:
+            raise TcrpError(f"no TCRP/2 ServerHello from {where} ({exc})") from None
+        if refusal is not None:
+            raise server_error(refusal.code, f"the server at {where} refused the connection: {refusal.message}")
         self._emit("in", wire_frame(body), "ServerHello", message=hello)
         if fingerprint is not None and hello.fingerprint != fingerprint.lower().replace(":", ""):
             raise FingerprintMismatch(
@@ -278,7 +234,9 @@ class ControlConnection:
         self.send(message)
         reply = self.receive()
         if reply.payload.get("status") != "ok":
-            raise server_error(reply.payload.get("code"), str(reply.payload.get("message", "request failed")))
+            payload = reply.payload
+            raise server_error(payload.get("code"), str(payload.get("message", "request failed"))[:1000],
+                               payload.get("retry_after"))
         return reply
 
     def list_rooms(self) -> list[RoomInfo]:
@@ -309,51 +267,59 @@ class ChatClient:
     """A member of a room. Make one with :meth:`create_room` or :meth:`join_room`.
 
     ``messages`` are the room's chat messages in room order without duplicates, ``events`` the
-    joins, leaves, timeouts and the end of the room; ``log`` is both, interleaved in order.
-    ``on_message`` / ``on_event`` are called from the receive thread for each new one.
+    joins, leaves, timeouts, the end of the room and what happened to our own messages (``refused``,
+    ``undelivered``, ``missed``); ``log`` is both, interleaved in order. Each keeps the last
+    ``log_limit`` items. ``on_message`` / ``on_event`` are called from the receive thread for each
+    new one. ``max_tries`` bounds the transmissions of each chat (TCRP.md §4.4). ``bind`` is the
+    local address of the UDP socket (by default the system picks).
     """
 
     def __init__(self, address: ServerAddress, complete: dict[str, Any], keys: SessionKeys, *,
                  udp_via: tuple[str, int] | None = None, trace: Trace | None = None,
                  on_message: Callable[[ChatMessage], None] | None = None,
                  on_event: Callable[[RoomEvent], None] | None = None, history: int = 0,
-                 ping_interval: float = PING_INTERVAL):
+                 ping_interval: float = PING_INTERVAL, max_tries: int = MAX_TRIES, log_limit: int = LOG_LIMIT,
+                 bind: str | None = None):
         self.address = address
-        self.room: str = complete["room"]
-        self.username: str = complete["username"]
-        self.is_host: bool = bool(complete["is_host"])
         self.token = bytes.fromhex(complete["token"])
-        self.members: list[str] = list(complete.get("members", []))
         self.server_udp = udp_via or (address.host, int(complete["udp_port"]))
         self.trace = trace
         self.on_message = on_message
         self.on_event = on_event
-        self.history = history
-        self.ping_interval = ping_interval
+        self.session = MemberSession(complete["room"], complete["username"], is_host=bool(complete["is_host"]),
+                                     members=list(complete.get("members", [])), history=history,
+                                     now=time.monotonic(), ping_interval=ping_interval, max_tries=max_tries,
+                                     log_limit=log_limit)
         self.channel = UdpChannel.client(self.room, self.token, keys)
-        self.messages: list[ChatMessage] = []
-        self.events: list[RoomEvent] = []
-        self.log: list[ChatMessage | RoomEvent] = []
-        self.state = "joining"          # joining -> joined -> left | kicked | room_closed | closed
-        self.stats = {"sent": 0, "received": 0, "retransmits": 0, "resend_requests": 0, "dropped": 0}
         self._cond = threading.Condition()
-        self._next_id = 1
-        self._pending: dict[int, _InFlight] = {}     # chat id -> a chat awaiting its ack
-        self.rto = RetransmitTimer()
-        self._outbox: deque[tuple[bytes, Chat]] = deque()  # chats waiting for room in the send window
-        self._next_seq: int | None = None            # the room seq we deliver next (None before welcome)
-        self._buffer: dict[int, Payload] = {}        # room messages that arrived ahead of a gap
-        self._highest = 0                            # highest room seq we know exists
-        self._resend_at = 0.0                        # when to ask resend for the current gap (0: no gap)
-        self._hello_at, self._hello_delay = 0.0, RETRANSMIT_INITIAL
-        self._ping_at = time.monotonic() + ping_interval
         self._stop = threading.Event()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        if bind:
+            self.sock.bind((bind, 0))
         self.sock.connect(self.server_udp)   # only the server (or relay) can reach this socket
         self.sock.setblocking(False)
-        self._wake_r, self._wake_w = socket.socketpair()  # close() wakes the receive thread at once
+        self._wake_r, self._wake_w = socket.socketpair()  # send() and close() wake the receive thread at once
+        self._wake_w.setblocking(False)                   # a full pipe means it is awake already
         self._thread = threading.Thread(target=self._run, name=f"tcrp-client-{self.username}", daemon=True)
         self._thread.start()
+
+    # --- what the session knows ----------------------------------------------------------------
+
+    room = property(lambda self: self.session.room, doc="The room's name, as the server spells it.")
+    username = property(lambda self: self.session.username, doc="Our name, as the server spells it.")
+    is_host = property(lambda self: self.session.is_host)
+    history = property(lambda self: self.session.history)
+    members = property(lambda self: self.session.members, doc="Who is in the room, as far as we know.")
+    messages = property(lambda self: self.session.messages)
+    events = property(lambda self: self.session.events)
+    log = property(lambda self: self.session.log)
+    stats = property(lambda self: self.session.stats)
+    rto = property(lambda self: self.session.rto, doc="The retransmission timer (RFC 6298).")
+
+    @property
+    def state(self) -> str:
+        """``joining``, ``joined``, then ``left``, ``kicked``, ``room_closed`` or ``closed``."""
+        return self.session.state.value
 
     # --- making one ---------------------------------------------------------------------------
 
@@ -375,16 +341,18 @@ class ChatClient:
 
     @staticmethod
     def list_rooms(address: ServerAddress | tuple | str, *, fingerprint: str | None = None, timeout: float = 10.0,
-                   trace: Trace | None = None, rng: RandomSource | None = None) -> list[RoomInfo]:
+                   trace: Trace | None = None, rng: RandomSource | None = None, bind: str | None = None) -> list[RoomInfo]:
         """The server's rooms, with member counts and whether they need a password."""
-        with ControlConnection(address, fingerprint=fingerprint, timeout=timeout, trace=trace, rng=rng) as control:
+        with ControlConnection(address, fingerprint=fingerprint, timeout=timeout, trace=trace, rng=rng,
+                               bind=bind) as control:
             return control.list_rooms()
 
     @classmethod
     def _enter(cls, address: Any, message: Message, fingerprint: str | None, timeout: float,
                trace: Trace | None, rng: RandomSource | None, options: dict[str, Any]) -> ChatClient:
         address = parse_address(address)
-        with ControlConnection(address, fingerprint=fingerprint, timeout=timeout, trace=trace, rng=rng) as control:
+        with ControlConnection(address, fingerprint=fingerprint, timeout=timeout, trace=trace, rng=rng,
+                               bind=options.get("bind")) as control:
             complete = control.enter(message)
         client = cls(address, complete, control.keys, trace=trace, **options)
         if not client.wait_joined(timeout):
@@ -396,41 +364,41 @@ class ChatClient:
     # --- using one ------------------------------------------------------------------------------
 
     def send(self, text: str) -> int:
-        """Send a chat message; returns its id. Retransmitted until the server acknowledges it."""
-        if not isinstance(text, str) or not 1 <= len(text) <= MAX_TEXT:
-            raise ValueError(f"a message must be 1-{MAX_TEXT} characters of text")
+        """Send a chat message; returns its id. Retransmitted until the server acknowledges it,
+        at most ``max_tries`` times. A text the server would refuse raises ValueError saying why."""
+        try:
+            check_text(text)
+        except ProtocolError as exc:
+            raise ValueError(exc.reason[:1].upper() + exc.reason[1:]) from None
         with self._cond:
-            if self.state not in ("joining", "joined"):
+            if not self.session.state.active:
                 raise TcrpError(f"cannot send: this client is {self.state}")
-            chat_id, self._next_id = self._next_id, self._next_id + 1
-            payload = Chat(id=chat_id, text=text)
-            plaintext = payload.encode()
-            if len(self._pending) >= SEND_WINDOW:  # sent by the receive thread as acks free the window
-                self._outbox.append((plaintext, payload))
-                return chat_id
-            self._pending[chat_id] = self._in_flight(payload, plaintext, time.monotonic())
-        self._send(plaintext, "chat", payload)
+            chat_id, out = self.session.send(text, time.monotonic())
+        self._send_all(out)
+        self._wake()   # the receive thread may sleep up to 1 s: the new retransmission timer is sooner
         return chat_id
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every sent message is acknowledged; False if some are not after ``timeout``."""
+        """Wait until every sent message is acknowledged (or refused, or given up); False if some are
+        still waiting after ``timeout``."""
         with self._cond:
-            return self._cond.wait_for(lambda: not (self._pending or self._outbox)
-                                       or self.state not in ("joining", "joined"), timeout) and not self._pending
+            return self._cond.wait_for(lambda: not self.session.unacknowledged or not self.session.state.active,
+                                       timeout) and not self.session.unacknowledged
 
     def wait_for_messages(self, n: int, timeout: float = 10.0) -> list[ChatMessage]:
-        """Wait until at least ``n`` chat messages arrived (bounded by ``timeout``); return them all."""
+        """Wait until at least ``n`` chat messages arrived (bounded by ``timeout``); return those kept."""
+        session = self.session
         with self._cond:
-            self._cond.wait_for(lambda: len(self.messages) >= n or self.state not in ("joining", "joined"), timeout)
-            if len(self.messages) < n:
-                raise TimeoutError(f"{self.username} has {len(self.messages)} messages, not {n}, "
+            self._cond.wait_for(lambda: session.message_count >= n or not session.state.active, timeout)
+            if session.message_count < n:
+                raise TimeoutError(f"{self.username} has {session.message_count} messages, not {n}, "
                                    f"after {timeout} s (state: {self.state})")
-            return list(self.messages)
+            return list(session.messages)
 
     def wait_for_event(self, kind: str, timeout: float = 10.0) -> RoomEvent:
         """Wait for the next event of ``kind`` (or one already received); TimeoutError if none comes."""
         def found() -> RoomEvent | None:
-            return next((e for e in self.events if e.kind == kind), None)
+            return next((e for e in self.session.events if e.kind == kind), None)
 
         with self._cond:
             if not self._cond.wait_for(found, timeout):
@@ -439,31 +407,27 @@ class ChatClient:
 
     def wait_joined(self, timeout: float = 10.0) -> bool:
         with self._cond:
-            return self._cond.wait_for(lambda: self.state != "joining", timeout) and self.state == "joined"
+            return self._cond.wait_for(lambda: self.session.state is not SessionState.JOINING, timeout) \
+                and self.session.state is SessionState.JOINED
 
     def leave(self) -> None:
         """Leave the room (a host leaving closes it). The client is closed afterwards."""
         with self._cond:
-            active = self.state in ("joining", "joined")
-            self._finish("left", None)
-        if active:
-            self._send(Leave().encode(), "leave", Leave())
+            out = self.session.leave()
+            self._cond.notify_all()
+        self._send_all(out)
         self.close()
 
     def close(self) -> None:
         """Stop the receive thread and close the socket (without telling the server: see leave)."""
         self._stop.set()
-        try:
-            self._wake_w.send(b"!")
-        except OSError:
-            pass  # closed already
+        self._wake()
         if self._thread is not threading.current_thread():
             self._thread.join(5)
         for sock in (self.sock, self._wake_r, self._wake_w):
             sock.close()
         with self._cond:
-            if self.state in ("joining", "joined"):
-                self.state = "closed"
+            self.session.close()
             self._cond.notify_all()
 
     def __enter__(self) -> ChatClient:
@@ -478,46 +442,61 @@ class ChatClient:
 
     # --- the receive thread ---------------------------------------------------------------------
 
-    def _send(self, plaintext: bytes, kind: str, payload: Payload) -> None:
-        datagram = self.channel.seal(plaintext)
-        if self.trace:  # traced before it leaves, so a trace never shows the answer first
-            self.trace(side="client", direction="out", transport="udp", peer=self.server_udp, raw=datagram,
-                       kind=kind, message=payload, plaintext=plaintext, session=self.token.hex(), user=self.username)
+    def _wake(self) -> None:
         try:
-            self.sock.send(datagram)
-        except OSError as exc:   # no route, or the server's port closed (ICMP): retried by timers
-            log.debug("%s: send failed: %s", self.username, exc)
-            return
-        self.stats["sent"] += 1
+            self._wake_w.send(b"!")
+        except OSError:
+            pass  # closed already, or the pipe is full: the thread is awake anyway
+
+    def _send_all(self, payloads: list[Payload]) -> None:
+        for payload in payloads:
+            plaintext = payload.encode()
+            datagram = self.channel.seal(plaintext)
+            if self.trace:  # traced before it leaves, so a trace never shows the answer first
+                self.trace(side="client", direction="out", transport="udp", peer=self.server_udp, raw=datagram,
+                           kind=payload.TYPE, message=payload, plaintext=plaintext, session=self.token.hex(),
+                           user=self.username)
+            try:
+                self.sock.send(datagram)
+            except OSError as exc:   # no route, or the server's port closed (ICMP): retried by timers
+                log.debug("%s: send failed: %s", self.username, exc)
+                continue
+            self.session.stats["sent"] += 1
 
     def _run(self) -> None:
-        self._send(Hello().encode(), "hello", Hello())
-        self._hello_at = time.monotonic() + self._hello_delay
+        with self._cond:
+            out = self.session.start(time.monotonic())
+        self._send_all(out)
         while not self._stop.is_set():
             now = time.monotonic()
-            wait = max(min(self._next_timer(now) - now, 1.0), 0.0)
-            ready, _, _ = select.select([self.sock, self._wake_r], [], [], wait)
-            data = None
+            with self._cond:
+                wait = max(min(self.session.next_deadline(now) - now, 1.0), 0.0)
+            try:
+                ready, _, _ = select.select([self.sock, self._wake_r], [], [], wait)
+            except (OSError, ValueError):  # our socket was closed under us: nothing more to receive
+                return
+            if self._wake_r in ready:
+                try:
+                    self._wake_r.recv(4096)   # a send() or close(): recompute the deadline
+                except OSError:
+                    return
             if self.sock in ready:
                 try:
                     data = self.sock.recv(MAX_DATAGRAM + 1)
                 except OSError:  # ICMP "port unreachable" on a connected socket: retried by the timers
-                    pass
-            if data is not None:
-                try:
-                    self._receive(data)
-                except Exception:  # never let one datagram (or a callback) kill the thread
-                    log.exception("%s: error handling a datagram", self.username)
-            self._timers(time.monotonic())
-
-    def _next_timer(self, now: float) -> float:
-        with self._cond:
-            times = [self._ping_at] + [p.retry_at for p in self._pending.values()]
-            if self.state == "joining":
-                times.append(self._hello_at)
-            if self._gap():
-                times.append(self._resend_at or now)
-        return min(times)
+                    data = None
+                if data is not None:
+                    try:
+                        self._receive(data)
+                    except Exception:  # never let one datagram (or a callback) kill the thread
+                        log.exception("%s: error handling a datagram", self.username)
+            with self._cond:
+                out, items = self.session.poll(time.monotonic())
+                self._cond.notify_all()
+            self._send_all(out)
+            self._callbacks(items)
+            if not self.session.state.active:
+                return
 
     def _receive(self, data: bytes) -> None:
         try:
@@ -527,154 +506,30 @@ class ChatClient:
             plaintext = self.channel.open(datagram)
             payload = decode_payload(plaintext, from_server=True)
         except ProtocolError as exc:
-            self.stats["dropped"] += 1
+            self.session.stats["dropped"] += 1
             log.debug("%s: dropped a datagram: %s", self.username, exc.reason)
             if self.trace:
                 self.trace(side="client", direction="in", transport="udp", peer=self.server_udp, raw=data,
                            kind="rejected", error=exc.reason, session=self.token.hex(), user=self.username)
             return
-        self.stats["received"] += 1
         if self.trace:
             self.trace(side="client", direction="in", transport="udp", peer=self.server_udp, raw=data,
                        kind=payload.TYPE, message=payload, plaintext=plaintext, session=self.token.hex(),
                        user=self.username)
-        callbacks: list[tuple[Callable[[Any], None] | None, Any]] = []
         with self._cond:
-            if isinstance(payload, (RoomChat, SystemEvent)):
-                callbacks = self._room_message(payload)
-            elif isinstance(payload, Ack):
-                oldest = min(self._pending, default=None)
-                sent = self._pending.pop(payload.id, None)
-                if sent is not None:
-                    now = time.monotonic()
-                    if not sent.retransmitted and payload.id == oldest:  # a later chat may have been held
-                        self.rto.sample(now - sent.sent_at)
-                    for other in self._pending.values():  # progress: restart the timers (as TCP does),
-                        other.retry_at = max(other.retry_at, now + self.rto.rto)  # others may be held back
-                self._highest = max(self._highest, payload.seq)
-                self._soon()
-            elif isinstance(payload, Welcome):
-                if self.state == "joining":
-                    callbacks = self._welcomed(payload.seq)
-            elif isinstance(payload, Pong):
-                self._highest = max(self._highest, payload.seq)
-            elif isinstance(payload, (RoomClosed, Kicked)):
-                kind = "room_closed" if isinstance(payload, RoomClosed) else "kicked"
-                callbacks = self._finish(kind, payload.reason)
+            out, items = self.session.receive(payload, time.monotonic())
             self._cond.notify_all()
-        for callback, arg in callbacks:
+        self._send_all(out)
+        self._callbacks(items)
+
+    def _callbacks(self, items: list[ChatMessage | RoomEvent]) -> None:
+        for item in items:
+            callback = self.on_message if isinstance(item, ChatMessage) else self.on_event
             if callback:
                 try:
-                    callback(arg)
+                    callback(item)
                 except Exception:
                     log.exception("%s: a callback raised", self.username)
-
-    def _welcomed(self, seq: int) -> list[tuple[Any, Any]]:
-        """First welcome: we are in. Deliver from our first buffered message, or after ``seq``."""
-        self.state = "joined"
-        first = min([seq + 1 - self.history, *self._buffer])
-        self._next_seq = max(first, 1)
-        self._highest = max(self._highest, seq)
-        self._buffer = {s: p for s, p in self._buffer.items() if s >= self._next_seq}
-        return self._deliver_ready()
-
-    def _room_message(self, payload: RoomChat | SystemEvent) -> list[tuple[Any, Any]]:
-        self._highest = max(self._highest, payload.seq)
-        self._soon()
-        if self._next_seq is None or payload.seq >= self._next_seq:
-            self._buffer.setdefault(payload.seq, payload)
-        return self._deliver_ready() if self._next_seq is not None else []
-
-    def _deliver_ready(self) -> list[tuple[Any, Any]]:
-        """Move consecutive buffered room messages to the log; return the callbacks to run."""
-        callbacks = []
-        assert self._next_seq is not None
-        while self._next_seq in self._buffer:
-            payload = self._buffer.pop(self._next_seq)
-            self._next_seq += 1
-            item: ChatMessage | RoomEvent
-            if isinstance(payload, RoomChat):
-                item = ChatMessage(payload.seq, payload.sender, payload.text, payload.ts,
-                                   mine=payload.sender == self.username)
-                self.messages.append(item)
-                callbacks.append((self.on_message, item))
-            else:
-                assert isinstance(payload, SystemEvent)
-                item = RoomEvent(payload.event, payload.text, payload.user, payload.seq)
-                self._track_members(item)
-                self.events.append(item)
-                callbacks.append((self.on_event, item))
-            self.log.append(item)
-        return callbacks
-
-    def _track_members(self, event: RoomEvent) -> None:
-        if event.kind == "joined" and event.user not in self.members:
-            self.members.append(event.user)  # type: ignore[arg-type]
-        elif event.kind in ("left", "timeout") and event.user in self.members:
-            self.members.remove(event.user)  # type: ignore[arg-type]
-
-    def _finish(self, kind: str, reason: str | None) -> list[tuple[Any, Any]]:
-        """Our membership ended (lock held, or single-threaded leave)."""
-        if self.state not in ("joining", "joined"):
-            return []
-        self.state = kind
-        self._pending.clear()
-        self._outbox.clear()
-        if kind == "left":
-            return []
-        text = {"room_closed": f"the room was closed ({reason})", "kicked": f"you were removed ({reason})"}[kind]
-        event = RoomEvent(kind, text, reason=reason)
-        self.events.append(event)
-        self.log.append(event)
-        self._stop.set()
-        return [(self.on_event, event)]
-
-    def _in_flight(self, chat: Chat, plaintext: bytes, now: float) -> _InFlight:
-        return _InFlight(chat, plaintext, now, now + self.rto.rto, self.rto.rto)
-
-    def _gap(self) -> bool:
-        return self._next_seq is not None and self._highest >= self._next_seq
-
-    def _soon(self) -> None:
-        """Room traffic: check for a lost tail with a ping soon."""
-        self._ping_at = min(self._ping_at, time.monotonic() + TAIL_CHECK)
-
-    def _timers(self, now: float) -> None:
-        due: list[tuple[bytes, str, Payload]] = []
-        with self._cond:
-            if self.state not in ("joining", "joined"):
-                return
-            if self.state == "joining" and now >= self._hello_at:
-                self._hello_delay = min(self._hello_delay * 2, RETRANSMIT_MAX)
-                self._hello_at = now + self._hello_delay
-                due.append((Hello().encode(), "hello", Hello()))
-            while self._outbox and len(self._pending) < SEND_WINDOW:
-                plaintext, chat = self._outbox.popleft()
-                self._pending[chat.id] = self._in_flight(chat, plaintext, now)
-                due.append((plaintext, "chat", chat))
-            for entry in self._pending.values():
-                if now >= entry.retry_at:
-                    entry.delay = min(entry.delay * 2, RETRANSMIT_MAX)  # exponential back-off
-                    entry.retry_at = now + entry.delay
-                    entry.retransmitted = True
-                    self.stats["retransmits"] += 1
-                    due.append((entry.plaintext, "chat", entry.chat))
-            if not self._gap():
-                self._resend_at = 0.0
-            elif not self._resend_at:
-                self._resend_at = now + GAP_GRACE
-            elif now >= self._resend_at:
-                first = self._next_seq
-                assert first is not None
-                resend = Resend(first, min(self._highest, first + RESEND_BATCH - 1))
-                self._resend_at = now + 2 * self.rto.rto
-                self.stats["resend_requests"] += 1
-                due.append((resend.encode(), "resend", resend))
-            if now >= self._ping_at:
-                self._ping_at = now + self.ping_interval
-                due.append((Ping().encode(), "ping", Ping()))
-        for plaintext, kind, payload in due:
-            self._send(plaintext, kind, payload)
 
 
 if __name__ == "__main__":

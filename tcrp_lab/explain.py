@@ -9,6 +9,7 @@ the packets; this module explains one. ``explain`` takes a trace event or raw by
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -31,13 +32,28 @@ from .protocol import (
 if TYPE_CHECKING:
     from .trace import PacketEvent
 
-__all__ = ["Explanation", "Field", "explain"]
+__all__ = ["Explanation", "Field", "explain", "visible"]
 
 MAX_DUMP = 512               #: bytes of a packet the hex dump shows before "… N more bytes"
 MAX_VALUE = 240              #: characters of a decoded value shown in a field table
 TRY_SEQS = 64                #: explain(raw frame, keys=...) without seq tries seq 0..TRY_SEQS-1
 RSA_BLOB = RSA_BITS // 8     #: the ClientKeyExchange body: one RSA-OAEP block of the 2048-bit key
 HANDSHAKE = ("ServerHello", "ClientKeyExchange")
+
+# Characters that steer a terminal or reorder a line: C0 and C1 controls (ESC, so no escape
+# sequence survives), DEL, bidi marks, overrides and isolates, line/paragraph separators, lone surrogates.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def visible(text: str, keep: str = "") -> str:
+    """``text`` with every character that could drive a terminal or reorder a line written as an
+    escape (``\\x1b``, ``\\u202e``), so that text from others is always shown as text; letters of
+    every script and emoji stay as they are. ``keep`` names characters to leave alone (``"\\n"``
+    where a chat line may wrap)."""
+    if _UNSAFE.search(text) is None:
+        return text
+    return _UNSAFE.sub(lambda m: m[0] if m[0] in keep else
+                       (f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}"), text)
 
 
 # --- explain: one packet, byte by byte ---------------------------------------------------------
@@ -90,16 +106,18 @@ class Explanation(JupyterMixin):
     """A packet laid out: a title, a hex dump coloured by field, the field table, a verdict, and
     sections for what is inside (a decrypted message, a datagram's plaintext).
 
-    ``rejected`` / ``partial`` tell a program what the reader is told; ``fields`` and ``sections``
-    hold the layout.
+    ``rejected`` / ``partial`` / ``truncated`` (the trace kept only the first bytes) tell a program
+    what the reader is told; ``fields`` and ``sections`` hold the layout. Every string is shown as
+    text: rich Text, never markup, with control characters as escapes (:func:`visible`).
     """
 
     def __init__(self, title: str, data: bytes, fields: Sequence[Field] = (), *, verdict: str = "",
                  verdict_style: str = "green", rejected: bool = False, partial: bool = False,
-                 notes: Sequence[str] = (), sections: Sequence[Explanation] = (), max_bytes: int = MAX_DUMP):
+                 truncated: bool = False, notes: Sequence[str] = (), sections: Sequence[Explanation] = (),
+                 max_bytes: int = MAX_DUMP):
         self.title, self.data, self.fields = title, data, list(fields)
         self.verdict, self.verdict_style = verdict, verdict_style
-        self.rejected, self.partial = rejected, partial
+        self.rejected, self.partial, self.truncated = rejected, partial, truncated
         self.notes, self.sections, self.max_bytes = list(notes), list(sections), max_bytes
 
     def field(self, name: str) -> Field:
@@ -147,20 +165,20 @@ class Explanation(JupyterMixin):
         table.add_column("bytes", no_wrap=True, justify="right")
         table.add_column("field", no_wrap=True)
         table.add_column("value", overflow="fold")
-        for f in self.fields:
-            table.add_row(Text(f.span), Text(f.name, style=f.style), Text(f.value))  # Text: no markup in values
+        for f in self.fields:   # names and values can come from the network: Text, escaped
+            table.add_row(Text(visible(f.span)), Text(visible(f.name), style=f.style), Text(visible(f.value)))
         return table
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield Text(self.title, style="bold")
+        yield Text(visible(self.title), style="bold")
         if self.data:
             yield self.hexdump()
         if self.fields:
             yield self.table()
         for note in self.notes:
-            yield Text(note, style="dim")
+            yield Text(visible(note), style="dim")
         if self.verdict:
-            yield Text(self.verdict, style=self.verdict_style)
+            yield Text(visible(self.verdict), style=self.verdict_style)
         for section in self.sections:
             yield Padding(Group(Text(""), section), (0, 0, 0, 4))
 
@@ -349,6 +367,8 @@ def _frame_keys(keys: SessionKeys | bytes | None, flows: Sequence[str],
 
 
 def _explain_event(e: PacketEvent, keys: SessionKeys | bytes | None, max_bytes: int) -> Explanation:
+    if e.truncated:
+        return _explain_truncated(e, max_bytes)
     if _is_legacy(e):
         return _explain_legacy(e, max_bytes)
     if e.transport == "udp":
@@ -365,8 +385,37 @@ def _title(kind: str, flow: str | None, transport: str, size: int, e: PacketEven
         parts.append(_FLOWS[flow])
     parts += [transport, f"{size} bytes"]
     if e is not None:
-        parts.append(f"traced by the {e.side}" + (f" ({e.user})" if e.user else ""))
+        parts.append(f"seen by the {e.side}" + (f" ({e.user})" if e.user else ""))
     return " · ".join(parts)
+
+
+def _explain_truncated(e: PacketEvent, max_bytes: int) -> Explanation:
+    """An event the trace kept only the start of (``Trace(event_bytes=...)``): what was kept, and
+    plainly that the rest was not, rather than a layout that would call it partial or forged."""
+    kept = len(e.raw)
+    fields = [Field(f"first {kept} bytes", 0, kept - 1, _short(e.raw), "blue")] if kept else []
+    cut = []
+    if e.raw_size is not None:
+        cut.append(f"the first {kept} of its {e.size} bytes")
+        fields.append(Field("not kept", None, None, f"bytes {kept}–{e.size - 1} ({e.size - kept} bytes)", "dim",
+                            where="not kept"))
+    sections = []
+    if e.plaintext is not None and e.plaintext_size is None and e.message is not None:   # whole: explain it
+        if e.transport == "tcp":
+            sections.append(_message_section(e.plaintext, f"decrypted message · {len(e.plaintext)} bytes", MAX_DUMP))
+        else:
+            sections.append(_payload_section(e.plaintext, e.flow == "s2c", f"plaintext · {len(e.plaintext)} bytes",
+                                             MAX_DUMP))
+    elif e.plaintext is not None:
+        total = e.plaintext_size if e.plaintext_size is not None else len(e.plaintext)
+        cut.append(f"the first {len(e.plaintext)} of the {total} bytes of its plaintext")
+        sections.append(Explanation(f"plaintext · first {len(e.plaintext)} of {total} bytes kept", e.plaintext,
+                                    [Field("text", 0, len(e.plaintext) - 1, _printable(e.plaintext, cut=True),
+                                           "green")], max_bytes=MAX_DUMP))
+    return Explanation(_title(e.kind, e.flow, e.transport, e.size, e) + " · truncated", e.raw, fields,
+                       sections=sections, truncated=True, verdict_style="bold yellow", max_bytes=max_bytes,
+                       verdict=f"TRUNCATED: the trace kept {' and '.join(cut)}; the rest was not kept, so this "
+                               "packet cannot be laid out or checked (Trace(event_bytes=...) sets how much is kept)")
 
 
 def _explain_frame(raw: bytes, kind: str, e: PacketEvent | None, keys: list[tuple[str, bytes, int]],
@@ -524,13 +573,18 @@ def _text_section(plaintext: bytes, title: str = "") -> Explanation:
                        [Field("text", 0, len(plaintext) - 1, _printable(plaintext), "green")])
 
 
-def _printable(data: bytes) -> str:
-    """Text as text; anything else (a TCRP/1 token, say) as the start of its hex."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = ""
-    return _clip(text) if text and text.isprintable() else _short(data)
+def _printable(data: bytes, cut: bool = False) -> str:
+    """Text as text, control characters as escapes; anything else (a TCRP/1 token, say) as the
+    start of its hex. ``cut``: the bytes stop where a trace stopped keeping them, perhaps inside a
+    character, and say so."""
+    text = None
+    for end in range(len(data), max(len(data) - 4, 0) if cut else len(data) - 1, -1):
+        with contextlib.suppress(UnicodeDecodeError):
+            text = data[:end].decode("utf-8")
+            break
+    if not text or sum(c.isprintable() or c in "\n\t" for c in text) < 0.75 * len(text):
+        return _short(data)
+    return _clip(visible(text)) + (" … (not kept)" if cut else "")
 
 
 # --- TCRP/1 (the legacy profile, TCRP.md §6): the same events, another wire format ------------------

@@ -19,15 +19,16 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 __all__ = [
-    "Ack", "Chat", "Datagram", "ErrorCode", "FrameReader", "Hello", "Kicked", "Leave",
-    "Message", "Operation", "Payload", "Ping", "Pong", "ProtocolError", "Resend", "RoomChat",
-    "RoomClosed", "State", "SystemEvent", "Welcome", "check_name", "decode_message",
-    "decode_payload", "encode_frame",
+    "Ack", "Challenge", "Chat", "Datagram", "ErrorCode", "FrameReader", "Hello", "Kicked", "Leave",
+    "Message", "Operation", "Payload", "Ping", "Pong", "ProtocolError", "Refusal", "Refused", "Resend",
+    "Response", "RoomChat", "RoomClosed", "State", "SystemEvent", "Welcome", "check_text",
+    "decode_message", "decode_payload", "encode_frame",
 ]
 
 # --- Limits (TCRP.md) ------------------------------------------------------------------------
@@ -40,9 +41,13 @@ MAX_DATAGRAM = 4096         #: largest UDP datagram a receiver accepts
 TOKEN_SIZE = 16             #: session token bytes (sent as 32 hex characters in COMPLETE)
 TAG_SIZE = 16               #: AES-OCB authentication tag
 SEQ_BYTES = 8
-MAX_ROOM_NAME = 64          #: characters
+MAX_ROOM_NAME = 64          #: characters (§3)
+MAX_ROOM_NAME_BYTES = 128   #: UTF-8 bytes (§3): with the limits below, no datagram exceeds MAX_DATAGRAM
 MAX_USERNAME = 32           #: characters
-MAX_TEXT = 1000             #: characters in one chat message
+MAX_USERNAME_BYTES = 64     #: UTF-8 bytes
+MAX_TEXT = 1000             #: characters in one chat message (§4)
+MAX_TEXT_BYTES = 3000       #: UTF-8 bytes in one chat message: 1000 Japanese characters fit, 750 emoji
+CHALLENGE_SIZE = 16         #: random bytes of a path challenge (§4.2)
 MAX_U64 = 2**64 - 1
 MAGIC = b"TCRP"
 VERSION = 2
@@ -65,6 +70,8 @@ class ErrorCode(str, enum.Enum):
 
     INVALID_REQUEST = "invalid_request"
     INVALID_NAME = "invalid_name"
+    INVALID_TEXT = "invalid_text"        # §4.3: a chat the server will not post (in a ``refused`` datagram)
+    RATE_LIMITED = "rate_limited"        # §8.3: wait ``retry_after`` seconds (wrong passwords)
     ROOM_EXISTS = "room_exists"
     NO_SUCH_ROOM = "no_such_room"
     WRONG_PASSWORD = "wrong_password"
@@ -77,17 +84,21 @@ class ErrorCode(str, enum.Enum):
 
 
 class ProtocolError(Exception):
-    """Input that breaks the protocol. ``code`` is the wire error code where one applies."""
+    """Input that breaks the protocol. ``code`` is the wire error code where one applies;
+    ``retry_after`` (seconds) says when trying again can succeed (§8.3)."""
 
-    def __init__(self, reason: str, code: ErrorCode | None = ErrorCode.INVALID_REQUEST):
+    def __init__(self, reason: str, code: ErrorCode | None = ErrorCode.INVALID_REQUEST,
+                 retry_after: float | None = None):
         super().__init__(reason)
         self.reason = reason
         self.code = code
+        self.retry_after = retry_after
 
 
 def _json_bytes(obj: Mapping[str, Any]) -> bytes:
-    # Compact separators as in the vectors; ensure_ascii keeps the bytes plain ASCII.
-    return json.dumps(obj, separators=(",", ":")).encode("ascii")
+    # §3: UTF-8 JSON, compact. \uXXXX escapes would triple a Japanese text (and a datagram past
+    # 4096 bytes freezes the room); backslashreplace turns a lone surrogate into its valid JSON escape.
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "backslashreplace")
 
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
@@ -100,22 +111,32 @@ def _json_object(data: bytes, what: str) -> dict[str, Any]:
     return obj
 
 
-def check_name(value: object, kind: str = "room") -> str:
-    """Return ``value`` if it is a valid room (1-64 chars) or username (1-32 chars).
+def check_text(text: object) -> str:
+    """Return ``text`` if a server may post it as a chat (§4.3), else ProtocolError(INVALID_TEXT).
 
-    No control characters and no surrounding spaces. Raises ProtocolError(INVALID_NAME).
+    1-1000 characters and at most 3000 UTF-8 bytes; no control characters but newline and tab;
+    no lone surrogates (a JSON ``\\ud800`` escape makes one, and it cannot be encoded again).
     """
-    limit = MAX_ROOM_NAME if kind == "room" else MAX_USERNAME
-    label = "room name" if kind == "room" else "username"
-    if not isinstance(value, str):
-        raise ProtocolError(f"the {label} must be a string", ErrorCode.INVALID_NAME)
-    if not 1 <= len(value) <= limit:
-        raise ProtocolError(f"the {label} must be 1-{limit} characters", ErrorCode.INVALID_NAME)
-    if value != value.strip():
-        raise ProtocolError(f"the {label} must not start or end with spaces", ErrorCode.INVALID_NAME)
-    if any(ch < " " or "\x7f" <= ch <= "\x9f" for ch in value):
-        raise ProtocolError(f"the {label} must not contain control characters", ErrorCode.INVALID_NAME)
-    return value
+    if not isinstance(text, str):
+        raise ProtocolError("a chat text must be a string", ErrorCode.INVALID_TEXT)
+    if not 1 <= len(text) <= MAX_TEXT:
+        raise ProtocolError(f"a message must be 1-{MAX_TEXT} characters; this one has {len(text)}",
+                            ErrorCode.INVALID_TEXT)
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_TEXT_BYTES:
+        raise ProtocolError(f"a message must fit in {MAX_TEXT_BYTES} bytes of UTF-8; this one has {size} "
+                            f"(about {MAX_TEXT_BYTES // 4} emoji or {MAX_TEXT_BYTES // 3} Japanese characters fit): "
+                            "split it in two", ErrorCode.INVALID_TEXT)
+    bad = _BAD_TEXT.search(text)
+    if bad:
+        what = "half of a UTF-16 surrogate pair" if "\ud800" <= bad.group() <= "\udfff" else "the control character"
+        raise ProtocolError(f"a message must not contain {what} U+{ord(bad.group()):04X} (at position "
+                            f"{bad.start() + 1}); of the control characters only newline and tab are allowed",
+                            ErrorCode.INVALID_TEXT)
+    return text
+
+
+_BAD_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")  # C0 but \t \n, DEL, C1, surrogates
 
 
 # --- TCP frames (§2) -------------------------------------------------------------------------
@@ -165,6 +186,33 @@ class FrameReader:
             self._need = None
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A server that will not serve a connection says why in its first frame, instead of a
+    ServerHello (§2.1): ``"TCRP" | version u8 = 0 | UTF-8 JSON {"code", "message"}``, then closes.
+
+    It is not encrypted (there are no keys yet), so a client shows it and gives up; it never acts on it.
+    """
+
+    code: ErrorCode
+    message: str
+
+    def encode(self) -> bytes:
+        return MAGIC + b"\x00" + _json_bytes({"code": self.code.value, "message": self.message})
+
+    @classmethod
+    def parse(cls, body: bytes) -> Refusal | None:
+        """The refusal in a first frame, or None if the frame is something else (a ServerHello)."""
+        if body[: len(MAGIC) + 1] != MAGIC + b"\x00":
+            return None
+        obj = _json_object(body[len(MAGIC) + 1 :], "the refusal")
+        try:
+            code = ErrorCode(obj.get("code"))
+        except ValueError:
+            code = ErrorCode.SERVER_BUSY
+        return cls(code, str(obj.get("message", "the server refused the connection"))[:500])
+
+
 # --- Messages (§3) ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -212,8 +260,11 @@ class Message:
         """A reply echoes the request's operation and room name."""
         return Message(self.operation, state, self.room, payload)
 
-    def error(self, code: ErrorCode, message: str) -> Message:
-        return self.reply({"status": "error", "code": code.value, "message": message})
+    def error(self, code: ErrorCode, message: str, retry_after: float | None = None) -> Message:
+        payload: dict[str, Any] = {"status": "error", "code": code.value, "message": message}
+        if retry_after is not None:  # §8.3: when a retry can succeed
+            payload["retry_after"] = round(retry_after, 3)
+        return self.reply(payload)
 
 
 def decode_message(data: bytes) -> Message:
@@ -340,6 +391,13 @@ class Leave(Payload):
 
 
 @dataclass(frozen=True)
+class Response(Payload):
+    """C->S: the ``data`` of a ``challenge``, echoed from the address it reached (§4.2)."""
+    TYPE = "response"
+    data: str
+
+
+@dataclass(frozen=True)
 class Welcome(Payload):
     TYPE, FROM_SERVER = "welcome", True
     seq: int
@@ -385,6 +443,22 @@ class Kicked(Payload):
 
 
 @dataclass(frozen=True)
+class Challenge(Payload):
+    """S->C: prove you receive at this address by echoing ``data`` (hex) in a ``response`` (§4.2)."""
+    TYPE, FROM_SERVER = "challenge", True
+    data: str
+
+
+@dataclass(frozen=True)
+class Refused(Payload):
+    """S->C: chat ``id`` will never be posted (``code``, a reason for the person): stop sending it (§4.3)."""
+    TYPE, FROM_SERVER = "refused", True
+    id: int
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Pong(Payload):
     """S->C: answer to ping. ``seq`` (the room's last seq) is an optional tcrp_lab extension that
     lets a client notice it lost the room's latest messages; a plain-spec server omits it."""
@@ -418,7 +492,8 @@ def _check_field(cls: type[Payload], name: str, kind: str, value: Any) -> Any:
 def decode_payload(plaintext: bytes, *, from_server: bool) -> Payload:
     """Parse a datagram's plaintext. The direction decides the meaning of ``chat``.
 
-    Unknown extra fields are ignored (room to grow); missing or mistyped ones are errors.
+    Unknown extra fields are ignored (room to grow); missing or mistyped ones are errors. A chat's
+    text is not judged here: the server answers a text it will not post with ``refused`` (§4.3).
     """
     obj = _json_object(plaintext, "the datagram payload")
     kind = obj.get("type")
@@ -432,8 +507,6 @@ def decode_payload(plaintext: bytes, *, from_server: bool) -> Payload:
             values[f.name] = _check_field(cls, key, str(f.type), obj[key])
         elif f.default is dataclasses.MISSING:
             raise ProtocolError(f"{cls.TYPE} lacks the field {key!r}")
-    if cls is Chat and not 1 <= len(values["text"]) <= MAX_TEXT:
-        raise ProtocolError(f"a chat text must be 1-{MAX_TEXT} characters")
     if cls is Resend and values["first"] > values["last"]:
         raise ProtocolError("resend.from is after resend.to")
     return cls(**values)

@@ -8,8 +8,10 @@ Threads, each with one job (the socketserver pattern):
 * ``tcrp-reaper`` removes inactive members about twice a second.
 
 No exception from the network escapes a thread: bad input is dropped or answered as TCRP.md
-says, and counted in :attr:`ChatServer.stats`. ``stop()`` tells every member the server is going,
-then joins every thread and closes every socket.
+says, and counted in :attr:`ChatServer.stats`. Every budget of TCRP.md §8 (:class:`~tcrp_lab.limits.Limits`)
+is enforced here or in the registry; what was refused is counted per reason and source address and
+reported in one log line every ``report_interval`` seconds, never per datagram on the UDP thread.
+``stop()`` tells every member the server is going, then joins every thread and closes every socket.
 
 Usage::
 
@@ -25,16 +27,18 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .crypto import (
     AuthenticationError, RandomSource, RecordLayer, ReplayError, ServerKey, SessionKeys, accept_key_exchange,
     server_hello, system_random,
 )
+from .limits import BucketTable, Limits, TokenBucket
 from .net import ConnectionClosed, FramedSocket, ServerAddress, wire_frame
 from .protocol import (
-    MAX_DATAGRAM, MAX_FRAME, TAG_SIZE, Chat, Datagram, ErrorCode, Hello, Leave, Message, Operation, Ping, ProtocolError, Resend,
-    State, decode_message, decode_payload,
+    MAX_DATAGRAM, MAX_FRAME, TAG_SIZE, Chat, Datagram, ErrorCode, Hello, Leave, Message, Operation, Ping,
+    ProtocolError, Refusal, Refused, Resend, Response, State, decode_message, decode_payload,
 )
 from .rooms import DEFAULT_TIMEOUT, Delivery, Member, RoomRegistry
 
@@ -42,27 +46,42 @@ __all__ = ["ChatServer", "ServerAddress", "ServerStats"]
 
 log = logging.getLogger("tcrp_lab.server")
 
-HANDSHAKE_TIMEOUT = 10.0      #: seconds for the handshake and the request(s) of one connection
 MAX_FAILED_REQUESTS = 3       #: failed requests before the server closes the connection
 REAP_INTERVAL = 0.5           #: the reaper's period: timeouts are acted on within a second
+REPORT_INTERVAL = 10.0        #: seconds between two log lines about what was dropped or throttled
+TRACE_REJECTED_RATE = 20.0    #: rejected datagrams traced per second at most (the rest are counted)
+EVICT_AFTER = 1.0             #: a full server closes the oldest key exchange older than this to admit one
 Trace = Callable[..., None]
 
 
 class ServerStats:
     """Thread-safe counters. ``snapshot()`` gives a plain dict (what ``server.stats`` returns)."""
 
+    MAX_SOURCES = 256   #: distinct (reason, source, who) kept between two reports; the rest add up as "others"
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.counters: Counter[str] = Counter()
         self.drops: Counter[str] = Counter()
+        self._recent: Counter[tuple[str, str, str]] = Counter()   # since the last report
 
     def add(self, name: str, n: int = 1) -> None:
         with self._lock:
             self.counters[name] += n
 
-    def drop(self, reason: str) -> None:
+    def drop(self, reason: str, source: str = "?", who: str = "") -> None:
         with self._lock:
             self.drops[reason] += 1
+            key = (reason, source, who)
+            if key not in self._recent and len(self._recent) >= self.MAX_SOURCES:
+                key = (reason, "others", "")
+            self._recent[key] += 1
+
+    def recent(self) -> Counter[tuple[str, str, str]]:
+        """What was dropped since the last call, by (reason, source address, session); then forget it."""
+        with self._lock:
+            recent, self._recent = self._recent, Counter()
+            return recent
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -81,31 +100,37 @@ class ChatServer:
     once for this server. ``rng`` (randomness), ``clock`` (monotonic time for timeouts) and
     ``wall_clock`` (the ``ts`` of chat messages) are injectable for deterministic lessons and
     tests; ``trace`` is any callable taking keyword arguments (see :mod:`tcrp_lab.trace`), called
-    for every frame and datagram.
+    for every frame and datagram (rejected datagrams: at most TRACE_REJECTED_RATE a second).
+
+    Every limit of TCRP.md §8 is a keyword argument (``max_rooms_per_address=5``,
+    ``chat_rate=20``, ``handshake_timeout=3`` …; see :class:`~tcrp_lab.limits.Limits` for the list and
+    the defaults), or pass ``limits=Limits(...)``. :attr:`limits` holds what is in force.
     """
 
     def __init__(self, host: str = "127.0.0.1", tcp_port: int = 9001, udp_port: int = 9002,
                  inactivity_timeout: float = DEFAULT_TIMEOUT, key: ServerKey | None = None, *,
                  profile: str = "secure", trace: Trace | None = None, rng: RandomSource | None = None,
                  clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
-                 handshake_timeout: float = HANDSHAKE_TIMEOUT,
-                 max_connections: int = 512, max_rooms: int = 1000, max_members: int = 256,
-                 reap_interval: float = REAP_INTERVAL):
+                 reap_interval: float = REAP_INTERVAL, report_interval: float = REPORT_INTERVAL,
+                 limits: Limits | None = None, **limit_overrides: float):
         for name, port in (("tcp_port", tcp_port), ("udp_port", udp_port)):
             if not isinstance(port, int) or not 0 <= port <= 65535:
                 raise ValueError(f"{name} must be a port number 0-65535 (0 picks a free port), not {port!r}")
         if inactivity_timeout <= 0:
             raise ValueError("inactivity_timeout must be a positive number of seconds")
+        self.limits = (limits or Limits()).replace(**limit_overrides)
         self.host = host
         self._ports = (tcp_port, udp_port)
         self.rng = rng or system_random
         self.key = key or ServerKey.generate(rng=rng)
         self.trace = trace
-        self.handshake_timeout = handshake_timeout
-        self.max_connections = max_connections
+        self.clock = clock
         self.reap_interval = reap_interval
+        self.report_interval = report_interval
         self.registry = RoomRegistry(inactivity_timeout=inactivity_timeout, clock=clock, rng=self.rng,
-                                     max_rooms=max_rooms, max_members=max_members, wall_clock=wall_clock)
+                                     wall_clock=wall_clock, limits=self.limits)
+        self.address_budget: BucketTable[str] = BucketTable(self.limits.address_rate)   # §8.4, UDP thread only
+        self._trace_rejected = TokenBucket(TRACE_REJECTED_RATE)                         # UDP thread only
         self._stats = ServerStats()
         self.profile = _make_profile(profile, self)
         self._tcp: socket.socket | None = None
@@ -113,11 +138,21 @@ class ChatServer:
         self._bound: ServerAddress | None = None   # the real ports, kept after stop()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._connections: dict[socket.socket, threading.Thread] = {}
+        self._connections: dict[socket.socket, _Connection] = {}
+        self._per_address: Counter[str] = Counter()      # open connections by IP
+        self._handshaking: Counter[str] = Counter()      # ... of which still in the key exchange
         self._conn_lock = threading.Lock()
         self._conn_ids = iter(range(1, 2**63))
 
     # --- public face -----------------------------------------------------------------------
+
+    @property
+    def handshake_timeout(self) -> float:
+        return self.limits.handshake_timeout
+
+    @property
+    def max_connections(self) -> int:
+        return self.limits.max_connections
 
     @property
     def address(self) -> ServerAddress:
@@ -189,8 +224,9 @@ class ChatServer:
             connections = list(self._connections.items())
         for conn, _ in connections:
             _shutdown(conn)  # wakes a handler blocked in recv() at once
-        for thread in self._threads[1:] + [t for _, t in connections]:
+        for thread in self._threads[1:] + [c.thread for _, c in connections]:
             thread.join(max(0.0, deadline - time.monotonic()))
+        self._report()
         self._tcp.close()
         self._udp.close()
         log.info("server stopped")
@@ -207,9 +243,12 @@ class ChatServer:
 
     # --- shared by the profiles --------------------------------------------------------------
 
-    def drop(self, reason: str, peer: object = None, detail: str = "") -> None:
-        self._stats.drop(reason)
-        log.debug("dropped (%s) from %s %s", reason, peer, detail)
+    def drop(self, reason: str, peer: object = None, detail: str = "", who: str = "") -> None:
+        """Count something refused or dropped, by reason and source address (``detail`` is for the
+        trace). Never logs: the reaper reports the counts every ``report_interval``, so a flood of
+        bad datagrams never becomes a flood of log lines on the UDP thread."""
+        source = peer[0] if isinstance(peer, tuple) and peer else "?"
+        self._stats.drop(reason, str(source), who)
 
     def count(self, name: str, n: int = 1) -> None:
         self._stats.add(name, n)
@@ -233,7 +272,7 @@ class ChatServer:
         for delivery in deliveries:
             plaintext = delivery.payload.encode()
             for member in delivery.to:
-                address = member.address
+                address = delivery.address or member.address   # delivery.address: a challenge (§4.2)
                 if address is None:
                     continue
                 datagram = member.channel.seal(plaintext)
@@ -268,18 +307,56 @@ class ChatServer:
                 conn.close()
                 return
             with self._conn_lock:
-                if len(self._connections) >= self.max_connections:
-                    self.drop("too_many_connections", peer)
-                    conn.close()
-                    continue
-                thread = threading.Thread(target=self._serve_connection, args=(conn, peer),
-                                          name=f"tcrp-conn-{next(self._conn_ids)}", daemon=True)
-                self._connections[conn] = thread
+                refusal = self._admit(peer[0])
+                if refusal is None:
+                    thread = threading.Thread(target=self._serve_connection, args=(conn, peer),
+                                              name=f"tcrp-conn-{next(self._conn_ids)}", daemon=True)
+                    self._connections[conn] = _Connection(thread, peer[0], time.monotonic())
+                    self._per_address[peer[0]] += 1
+                    self._handshaking[peer[0]] += 1
+            if refusal is not None:
+                reason, message = refusal
+                self.drop(reason, peer)
+                _refuse(conn, message)
+                continue
             thread.start()
+
+    def _admit(self, ip: str) -> tuple[str, str] | None:
+        """None if a connection from ``ip`` may be served (§8.1), else (drop reason, what to tell it).
+        A full server makes room by closing its oldest key exchange, if one is older than EVICT_AFTER."""
+        limits = self.limits
+        if self._per_address[ip] >= limits.max_connections_per_address:
+            return "too_many_connections_from_address", (
+                f"your address {ip} already has {self._per_address[ip]} connections open, the most one address may "
+                "have: close some and try again")
+        if self._handshaking[ip] >= limits.max_handshakes_per_address:
+            return "too_many_handshakes_from_address", (
+                f"your address {ip} has {self._handshaking[ip]} connections that have not finished their key "
+                "exchange: finish or close them and try again")
+        if len(self._connections) - sum(c.evicted for c in self._connections.values()) >= limits.max_connections:
+            now = time.monotonic()
+            stale = [(c.started, s) for s, c in self._connections.items()
+                     if c.handshaking and not c.evicted and now - c.started > EVICT_AFTER]
+            if not stale:
+                return "too_many_connections", "the server is full: try again in a few seconds"
+            _, oldest = min(stale, key=lambda pair: pair[0])
+            self._connections[oldest].evicted = True
+            _shutdown(oldest)   # its handler ends and frees the place
+            self.drop("handshake_evicted", (self._connections[oldest].ip,))
+        return None
+
+    def key_exchanged(self, conn: socket.socket) -> None:
+        """A connection finished its key exchange (profiles call this): it no longer counts as a
+        handshake, and it is never evicted."""
+        with self._conn_lock:
+            info = self._connections.get(conn)
+            if info is not None and info.handshaking:
+                info.handshaking = False
+                self._forget(self._handshaking, info.ip)
 
     def _serve_connection(self, conn: socket.socket, peer: tuple[str, int]) -> None:
         self.count("open_connections")
-        deadline = time.monotonic() + self.handshake_timeout
+        deadline = time.monotonic() + self.limits.handshake_timeout
         try:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.profile.handle_connection(FramedSocket(conn, deadline), peer)
@@ -298,7 +375,17 @@ class ChatServer:
             conn.close()
             self.count("open_connections", -1)
             with self._conn_lock:
-                self._connections.pop(conn, None)
+                info = self._connections.pop(conn, None)
+                if info is not None:
+                    self._forget(self._per_address, info.ip)
+                    if info.handshaking:
+                        self._forget(self._handshaking, info.ip)
+
+    @staticmethod
+    def _forget(counter: Counter[str], key: str) -> None:
+        counter[key] -= 1
+        if counter[key] <= 0:
+            del counter[key]
 
     def _udp_loop(self) -> None:
         udp = self._udp
@@ -324,11 +411,40 @@ class ChatServer:
                 self.drop("internal_error", peer)
 
     def _reap_loop(self) -> None:
+        next_report = time.monotonic() + self.report_interval
         while not self._stopping.wait(self.reap_interval):
             try:
                 self.deliver(self.profile.reap())
+                if time.monotonic() >= next_report:
+                    next_report = time.monotonic() + self.report_interval
+                    self._report()
             except Exception:
                 log.exception("unexpected error in the reaper")
+
+    def _report(self) -> None:
+        """One log line for everything dropped or refused since the last one: what a teacher reads to
+        find the student who floods (the source address, and the session's name where known)."""
+        recent = self._stats.recent()
+        if not recent:
+            return
+        by_reason: Counter[str] = Counter()
+        for (reason, _, _), n in recent.items():
+            by_reason[reason] += n
+        worst = ", ".join(f"{reason} ×{n:,} from {source}{f' ({who})' if who else ''}"
+                          for (reason, source, who), n in recent.most_common(5))
+        log.info("dropped or refused %s in the last %.0f s (%s); most: %s", f"{sum(recent.values()):,}",
+                    self.report_interval, ", ".join(f"{r} {n:,}" for r, n in by_reason.most_common()), worst)
+
+
+@dataclass(eq=False)
+class _Connection:
+    """An open TCP connection, as the accept thread counts it (§8.1)."""
+
+    thread: threading.Thread
+    ip: str
+    started: float
+    handshaking: bool = True     # until its ClientKeyExchange arrived
+    evicted: bool = False
 
 
 def _shutdown(sock: socket.socket) -> None:
@@ -336,6 +452,17 @@ def _shutdown(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
+
+
+def _refuse(conn: socket.socket, message: str) -> None:
+    """Tell a connection we will not serve it why (§2.1), without waiting on it, and close it."""
+    try:
+        conn.setblocking(False)
+        conn.send(wire_frame(Refusal(ErrorCode.SERVER_BUSY, message).encode()))
+    except OSError:
+        pass
+    finally:
+        conn.close()
 
 
 class SecureProfile:
@@ -355,8 +482,11 @@ class SecureProfile:
         if trace:
             trace(side="server", direction="out", transport="tcp", peer=peer, raw=wire_frame(hello.body),
                   kind="ServerHello", message=hello, session=session)
+        deadline, io.deadline = io.deadline, min(io.deadline or float("inf"),
+                                                 time.monotonic() + server.limits.key_exchange_timeout)
         io.send(hello.body)
-        ckx = io.recv()
+        ckx = io.recv()   # §8.1: within key_exchange_timeout, or the connection is closed
+        io.deadline = deadline
         keys = None
         try:
             keys = accept_key_exchange(server.key, hello, ckx)
@@ -364,6 +494,7 @@ class SecureProfile:
             if trace:
                 trace(side="server", direction="in", transport="tcp", peer=peer, raw=wire_frame(ckx),
                       kind="ClientKeyExchange", session=session, keys=keys, hello=hello)
+        server.key_exchanged(io.sock)
         records = RecordLayer.server(keys)
         failures = 0
         while failures < MAX_FAILED_REQUESTS:
@@ -388,7 +519,7 @@ class SecureProfile:
                 request = decode_message(plaintext)
                 if request.state is not State.REQUEST:
                     raise ProtocolError(f"a client sends requests (state 0), not state {int(request.state)}")
-                reply, complete, deliveries = self._answer(request, keys)
+                reply, complete, deliveries = self._answer(request, keys, peer[0])
             except ProtocolError as exc:
                 reply = _error_reply(request, plaintext, exc)
             if trace:
@@ -411,13 +542,14 @@ class SecureProfile:
                 server.drop("request_error:" + str(reply.payload.get("code")), peer)
         server.drop("too_many_failed_requests", peer)
 
-    def _answer(self, request: Message, keys: SessionKeys) -> tuple[Message, Message | None, list[Delivery]]:
+    def _answer(self, request: Message, keys: SessionKeys,
+                source: str) -> tuple[Message, Message | None, list[Delivery]]:
         """The RESPONSE, the COMPLETE (after a create or join) and what the room must be told."""
         if request.operation is Operation.LIST_ROOMS:
             return _room_list_reply(request, self.registry.list_rooms()), None, []
         username, password = request.credentials()
         join = self.registry.create_room if request.operation is Operation.CREATE_ROOM else self.registry.join_room
-        member, deliveries = join(request.room, username, password, keys)
+        member, deliveries = join(request.room, username, password, keys, source=source)
         self.server.count("joins")
         room = member.room
         complete = request.reply({
@@ -426,55 +558,76 @@ class SecureProfile:
         }, State.COMPLETE)
         return request.reply({"status": "ok"}), complete, deliveries
 
-    # UDP: authenticate, then let the registry decide.
+    # UDP: authenticate, check the budgets, then let the registry decide.
     def handle_datagram(self, data: bytes, peer: tuple[str, int]) -> None:
-        server, trace = self.server, self.server.trace
+        server, registry = self.server, self.registry
         try:
             datagram = Datagram.decode(data)
         except ProtocolError as exc:
             return self._reject(data, peer, "oversize" if len(data) > MAX_DATAGRAM else "malformed", exc.reason)
-        member = self.registry.session(datagram.token)
+        member = registry.session(datagram.token)
         if member is None:
             return self._reject(data, peer, "unknown_token", "no session has this token")
         if datagram.room != member.room.name:
             return self._reject(data, peer, "wrong_room", f"the session's room is {member.room.name!r}")
+        now = server.clock()
+        if not server.address_budget.take(peer[0], now):  # §8.4: before the decryption it would cost
+            return self._reject(data, peer, "throttled_address", "over the address's datagram budget", member)
         try:
             plaintext = member.channel.open(datagram)
         except ReplayError as exc:
             return self._reject(data, peer, "replayed", exc.reason, member)
         except AuthenticationError as exc:
             return self._reject(data, peer, "bad_tag", exc.reason, member)
-        member.address = peer  # only an authenticated datagram moves a member's address
+        challenge = registry.arrived(member, peer, len(data))   # §4.2: a new address is proven first
         try:
             payload = decode_payload(plaintext, from_server=False)
         except ProtocolError as exc:
+            server.deliver(challenge)
             return self._reject(data, peer, "bad_payload", exc.reason, member, plaintext)
-        if trace:
-            trace(side="server", direction="in", transport="udp", peer=peer, raw=data, kind=payload.TYPE,
-                  message=payload, plaintext=plaintext, session=member.token.hex(), user=member.username)
-        server.deliver(self._dispatch(member, payload))
+        if server.trace:
+            server.trace(side="server", direction="in", transport="udp", peer=peer, raw=data, kind=payload.TYPE,
+                         message=payload, plaintext=plaintext, session=member.token.hex(), user=member.username)
+        server.deliver(challenge + self._dispatch(member, payload, peer, now))
 
-    def _dispatch(self, member: Member, payload: object) -> list[Delivery]:
-        registry = self.registry
-        if isinstance(payload, Chat):
-            return registry.chat(member, payload.id, payload.text)
+    def _dispatch(self, member: Member, payload: object, peer: tuple[str, int], now: float) -> list[Delivery]:
+        registry, budget = self.registry, member.budget
+        assert budget is not None
         if isinstance(payload, Hello):
-            return registry.hello(member)
-        if isinstance(payload, Ping):
-            return registry.ping(member)
-        if isinstance(payload, Resend):
-            return registry.resend(member, payload.first, payload.last)
+            return registry.hello(member) if budget.hello.take(now) else self._throttled("hello", member, peer)
+        if isinstance(payload, Response):
+            answer = registry.respond(member, peer, payload.data)
+            return answer if answer is not None else self._throttled("bad_response", member, peer)
         if isinstance(payload, Leave):
             return registry.leave(member)
+        if member.provisional:  # §8.2: nothing but hello counts before the first hello
+            return self._throttled("before_hello", member, peer)
+        if isinstance(payload, Chat):
+            if not budget.chat.take(now):
+                return self._throttled("chat", member, peer)
+            out = registry.chat(member, payload.id, payload.text)
+            if out and isinstance(out[0].payload, Refused):  # §4.3: refused, and counted
+                self._throttled("refused_text", member, peer)
+            return out
+        if isinstance(payload, Ping):
+            return registry.ping(member) if budget.ping.take(now) else self._throttled("ping", member, peer)
+        if isinstance(payload, Resend):
+            return registry.resend(member, payload.first, payload.last)
+        return []
+
+    def _throttled(self, what: str, member: Member, peer: tuple[str, int]) -> list[Delivery]:
+        self.server.drop(f"throttled_{what}" if what in ("hello", "chat", "ping") else what, peer,
+                         who=f"{member.username} in {member.room.name}")   # who: for the teacher's log
         return []
 
     def _reject(self, data: bytes, peer: tuple[str, int], reason: str, detail: str,
                 member: Member | None = None, plaintext: bytes | None = None) -> None:
-        self.server.drop(reason, peer, detail)
-        if self.server.trace:
-            self.server.trace(side="server", direction="in", transport="udp", peer=peer, raw=data, kind="rejected",
-                              error=f"{reason}: {detail}", plaintext=plaintext,
-                              session=member.token.hex() if member else None)
+        server = self.server
+        server.drop(reason, peer, detail)
+        if server.trace and server._trace_rejected.take(time.monotonic()):  # bounded: a flood is counted, not traced
+            server.trace(side="server", direction="in", transport="udp", peer=peer, raw=data, kind="rejected",
+                         error=f"{reason}: {detail}", plaintext=plaintext,
+                         session=member.token.hex() if member else None)
 
     def reap(self) -> list[Delivery]:
         return self.registry.reap()
@@ -499,12 +652,11 @@ def _room_list_reply(request: Message, rooms: list[dict[str, Any]]) -> Message:
 
 def _error_reply(request: Message | None, plaintext: bytes, exc: ProtocolError) -> Message:
     """Answer a failed request; echo its operation and room when they could be read."""
-    code = exc.code or ErrorCode.INVALID_REQUEST
     if request is None:  # undecodable: echo the operation byte if it is one, with no room
         op = plaintext[1] if len(plaintext) > 1 and plaintext[1] in {int(o) for o in Operation} else 3
         request = Message(Operation(op), State.REQUEST)
-    return Message(request.operation, State.RESPONSE, request.room,
-                   {"status": "error", "code": code.value, "message": exc.reason})
+    return Message(request.operation, State.REQUEST, request.room).error(
+        exc.code or ErrorCode.INVALID_REQUEST, exc.reason, exc.retry_after)
 
 
 def _make_profile(name: str, server: ChatServer) -> Any:

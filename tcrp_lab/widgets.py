@@ -13,9 +13,13 @@ Two things shape the code:
   *sets widget traits* (an HTML widget's ``value``, a layout's ``display``) — never
   ``with output:`` — and does so under one lock, because ipywidgets' state syncing is not
   thread-safe.
-* A callback is only a signal that something changed: the panel re-renders from the client's
-  ``log`` and ``members``, so a message delivered without a callback (history at the welcome) is
-  still shown, and a late callback from a client the panel has already left is ignored.
+* A callback is only a signal that something changed: it schedules one update a moment later
+  (a burst of messages is one update), which renders from the client's ``log`` and ``members``,
+  so a message delivered without a callback (history at the welcome) is still shown, and a late
+  callback from a client the panel has already left is ignored. Each message's HTML is made
+  once, and only the last ``SHOWN`` are on screen.
+* Everything from the network (names, room names, chat text, the server's errors) is escaped
+  for HTML, with control characters and bidi overrides shown as escapes (``\\u202e``).
 
 Nothing blocks a cell: creating or joining is one TCP exchange inside the button's handler.
 This is the only module of the package that imports ipywidgets.
@@ -26,9 +30,10 @@ from __future__ import annotations
 import html
 import io
 import itertools
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ipywidgets as widgets
@@ -41,14 +46,18 @@ from .client import (
 )
 from .net import ServerAddress, parse_address
 from .protocol import ProtocolError
-from .trace import PacketEvent, Trace, render_line
+from .trace import PacketEvent, Trace, render_line, visible
 
 __all__ = ["ChatPanel", "explain_error"]
 
+log = logging.getLogger("tcrp_lab.widgets")
+
 HISTORY = 50          #: room messages a newcomer is shown from before they joined
 SHOWN = 200           #: chat lines kept on screen
+CHAT_REFRESH = 0.1    #: seconds from a message to the chat's update: a burst of messages is one update
 TRACE_LINES = 120     #: packet lines shown in the trace pane (the panel's Trace keeps more)
 TRACE_REFRESH = 0.2   #: seconds between trace pane updates: a burst of packets is one update
+WARNINGS = ("refused", "undelivered", "missed")   #: RoomEvents about our own messages going wrong
 _panel_ids = itertools.count(1)
 
 _CLOSED_BECAUSE = {
@@ -100,6 +109,45 @@ def _classed(widget: Any, *classes: str) -> Any:
     return widget
 
 
+class _Coalesce:
+    """Call ``fn`` once, ``delay()`` seconds after the first ``poke()`` of a burst, on a thread of
+    its own (started at the first poke): a poke from the client's receive thread is an Event.set()."""
+
+    def __init__(self, delay: Callable[[], float], fn: Callable[[], None], name: str):
+        self.delay, self.fn, self.name = delay, fn, name
+        self._poked = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def poke(self) -> None:
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None and not self._closed:
+                    self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                    self._thread.start()
+        if not self._poked.is_set():
+            self._poked.set()
+
+    def _run(self) -> None:
+        while True:
+            self._poked.wait()
+            if not self._closed:
+                time.sleep(self.delay())
+            if self._closed:
+                return
+            self._poked.clear()   # before fn: a poke while fn runs means one more update
+            try:
+                self.fn()
+            except Exception:   # a failed update must not end the updates
+                log.exception("%s: an update failed", self.name)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        self._poked.set()
+
+
 class ChatPanel(widgets.VBox):
     """A chat panel for one person: a join view, then a chat view, on a TCRP server at ``address``.
 
@@ -115,14 +163,18 @@ class ChatPanel(widgets.VBox):
         self.address = parse_address(address)
         self.fingerprint = fingerprint
         self.panel_id = next(_panel_ids)
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()           # widget traits: ipywidgets' syncing is not thread-safe
         self._client: ChatClient | None = None
         self._session: object | None = None      # identifies the current client's callbacks
         self._choices: dict[str, widgets.Button] = {}
         self._trace: Trace | None = None
         self._unsubscribe: Callable[[], None] | None = None
-        self._trace_timer: threading.Timer | None = None
-        self._trace_html: dict[int, str] = {}    # id(event) -> its line, for the events on screen
+        # Rendering runs on a timer thread, outside the widget lock; one renderer per view at a time.
+        self._chat_render, self._trace_render = threading.Lock(), threading.Lock()
+        self._chat_refresh = _Coalesce(lambda: CHAT_REFRESH, self._render, f"tcrp-panel-{self.panel_id}-chat")
+        self._trace_refresh = _Coalesce(lambda: TRACE_REFRESH, self._render_trace, f"tcrp-panel-{self.panel_id}-trace")
+        self._item_html: dict[int, tuple[Any, str]] = {}    # id(item) -> (item, its HTML), for the items on screen
+        self._trace_html: dict[int, tuple[Any, str]] = {}   # id(event) -> (event, its line), likewise
         self._console = Console(record=True, file=io.StringIO(), width=160, color_system="truecolor",
                                 force_terminal=True)
 
@@ -223,9 +275,8 @@ class ChatPanel(widgets.VBox):
     def close(self) -> None:
         """Leave the room (if in one) and close the widget."""
         self.leave(refresh=False)
-        with self._lock:
-            if self._trace_timer is not None:
-                self._trace_timer.cancel()
+        self._chat_refresh.close()
+        self._trace_refresh.close()
         super().close()
 
     # --- the join view --------------------------------------------------------------------------
@@ -240,7 +291,7 @@ class ChatPanel(widgets.VBox):
         choices = {}
         for info in sorted(rooms, key=lambda r: r.name):
             choice = widgets.Button(
-                description=f"{info.name} · {info.members} member{'s' * (info.members != 1)}",
+                description=f"{visible(info.name)} · {info.members} member{'s' * (info.members != 1)}",
                 icon="lock" if info.has_password else "comments", layout=widgets.Layout(width="auto", flex="none"),
                 tooltip="needs a password" if info.has_password else "open to anyone")
             choice.on_click(lambda _, name=info.name: self.pick_room(name))
@@ -306,7 +357,7 @@ class ChatPanel(widgets.VBox):
             self.notice.value = self.chat_notice.value = ""
             self.join_view.layout.display = "none"
             self.chat_view.layout.display = "flex"
-            self._render()
+        self._render()   # at once, not after CHAT_REFRESH: the room is on screen when the button returns
 
     # --- the chat view --------------------------------------------------------------------------
 
@@ -342,9 +393,9 @@ class ChatPanel(widgets.VBox):
             self.refresh_rooms()
 
     def _changed(self, session: object) -> None:
-        with self._lock:
-            if session is self._session:
-                self._render()
+        """A callback (the client's receive thread): one update soon, for the whole burst."""
+        if session is self._session:
+            self._chat_refresh.poke()
 
     def _event(self, session: object, event: RoomEvent) -> None:
         if event.kind == "room_closed":
@@ -372,26 +423,32 @@ class ChatPanel(widgets.VBox):
     # --- rendering (any thread) -----------------------------------------------------------------
 
     def _render(self) -> None:
-        with self._lock:
+        """The chat view from the client's state: status, the last SHOWN items, members."""
+        with self._chat_render:
             client = self._client
             if client is None:
                 return
-            items, members = list(client.log)[-SHOWN:], list(client.members)
+            items, members = _recent(client.log, SHOWN), list(client.members)
+            self._item_html = _cached(self._item_html, items, _render_item)
+            lines = "".join(self._item_html[id(item)][1] for item in reversed(items))  # column-reverse: newest last
             state, colour = _STATE.get(client.state, (client.state, "#666"))
-            self.status.value = (
-                f"<div style='font-size:12px'>Room <b>{html.escape(client.room)}</b> · you are "
-                f"<b>{html.escape(client.username)}</b> ({'host' if client.is_host else 'guest'}) · "
-                f"<span style='color:{colour}'>● {state}</span></div>")
-            lines = "".join(_render_item(item) for item in reversed(items))   # column-reverse: newest at the bottom
+            status = (f"<div style='font-size:12px'>Room <b>{_text(client.room)}</b> · you are "
+                      f"<b>{_text(client.username)}</b> ({'host' if client.is_host else 'guest'}) · "
+                      f"<span style='color:{colour}'>● {state}</span></div>")
             empty = "<div style='color:#888;text-align:center;margin:auto'>No messages yet: say hello!</div>"
-            self.messages.value = (
+            messages = (
                 "<div style='box-sizing:border-box;width:100%;height:240px;overflow-y:auto;display:flex;"
                 "flex-direction:column-reverse;gap:4px;padding:6px;border:1px solid var(--jp-border-color2,#ddd);"
                 "line-height:1.35;"
                 f"border-radius:4px;background:var(--jp-layout-color1,#fff)'>{lines or empty}</div>")
-            names = ", ".join(html.escape(m) + (" (you)" if m == client.username else "") for m in members)
-            self.members.value = (f"<div style='font-size:12px;color:var(--jp-ui-font-color1,#333)'>"
-                                  f"<b>Members ({len(members)}):</b> {names}</div>")
+            names = ", ".join(_text(m) + (" (you)" if m == client.username else "") for m in members)
+            with self._lock:
+                if client is not self._client:
+                    return
+                self.status.value = status
+                self.messages.value = messages
+                self.members.value = (f"<div style='font-size:12px;color:var(--jp-ui-font-color1,#333)'>"
+                                      f"<b>Members ({len(members)}):</b> {names}</div>")
 
     def _say(self, text: str, kind: str) -> None:
         with self._lock:
@@ -404,7 +461,7 @@ class ChatPanel(widgets.VBox):
         trace = Trace(limit=10 * TRACE_LINES)
         with self._lock:
             self._stop_trace()
-            self._trace, self._trace_html = trace, {}
+            self._trace = trace
             self._unsubscribe = trace.subscribe(lambda event: self._packet(trace))
             self.trace_view.value = ""
         return trace
@@ -416,13 +473,9 @@ class ChatPanel(widgets.VBox):
                 self._unsubscribe = None
 
     def _packet(self, trace: Trace) -> None:
-        """A packet passed (any thread): schedule one pane update soon, unless one is pending."""
-        with self._lock:
-            if trace is not self._trace or not self.trace_toggle.value or self._trace_timer is not None:
-                return
-            self._trace_timer = threading.Timer(TRACE_REFRESH, self._render_trace)
-            self._trace_timer.daemon = True
-            self._trace_timer.start()
+        """A packet passed (a trace subscriber, on the client's threads: cheap): one pane update soon."""
+        if trace is self._trace and self.trace_toggle.value:
+            self._trace_refresh.poke()
 
     def _show_trace(self) -> None:
         with self._lock:
@@ -430,25 +483,57 @@ class ChatPanel(widgets.VBox):
         self._render_trace()
 
     def _render_trace(self) -> None:
-        with self._lock:
-            self._trace_timer = None
-            if self._trace is None or not self.trace_toggle.value:
+        with self._trace_render:
+            trace = self._trace
+            if trace is None or not self.trace_toggle.value:
                 return
-            events = self._trace.events[-TRACE_LINES:]
-            self._trace_html = {id(e): self._trace_html.get(id(e)) or self._line_html(e) for e in events}
-            lines = "".join(self._trace_html[id(e)] for e in reversed(events))   # column-reverse again
+            events = trace.events[-TRACE_LINES:]
+            self._trace_html = _cached(self._trace_html, events, self._line_html)
+            lines = "".join(self._trace_html[id(e)][1] for e in reversed(events))   # column-reverse again
             bg, fg = SVG_EXPORT_THEME.background_color.hex, SVG_EXPORT_THEME.foreground_color.hex
-            self.trace_view.value = (
-                "<div style='box-sizing:border-box;width:100%;height:200px;overflow:auto;display:flex;"
-                f"flex-direction:column-reverse;background:{bg};color:{fg};border-radius:4px;padding:4px 6px;"
-                f"font:10.5px/1.35 var(--jp-code-font-family,monospace);white-space:pre-line;"
-                f"overflow-wrap:anywhere'>{lines}</div>")
+            with self._lock:
+                if trace is self._trace:
+                    self.trace_view.value = (
+                        "<div style='box-sizing:border-box;width:100%;height:200px;overflow:auto;display:flex;"
+                        f"flex-direction:column-reverse;background:{bg};color:{fg};border-radius:4px;padding:4px 6px;"
+                        f"font:10.5px/1.35 var(--jp-code-font-family,monospace);white-space:pre-line;"
+                        f"overflow-wrap:anywhere'>{lines}</div>")
 
     def _line_html(self, event: PacketEvent) -> str:
-        """One packet's line (tcrp_lab.trace.render_line) as HTML; rich escapes the text."""
+        """One packet's line (tcrp_lab.trace.render_line: text shown as text) as HTML; rich escapes it."""
         self._console.print(render_line(event), soft_wrap=True)
         code = self._console.export_html(inline_styles=True, code_format="{code}", clear=True, theme=SVG_EXPORT_THEME)
         return f"<div style='padding-left:2em;text-indent:-2em'>{code.rstrip()}</div>"   # wrapped lines indented
+
+
+def _recent(log: Sequence[Any], n: int) -> list[Any]:
+    """The last ``n`` items of a client's log (a list, or a bounded deque), copied while the receive
+    thread may be appending."""
+    if isinstance(log, list):
+        return log[-n:]   # one slice: atomic
+    for _ in range(3):
+        try:
+            return list(itertools.islice(reversed(log), n))[::-1]
+        except RuntimeError:   # the deque changed while we read it
+            continue
+    return []
+
+
+def _cached(cache: dict[int, tuple[Any, str]], items: Sequence[Any],
+            render: Callable[[Any], str]) -> dict[int, tuple[Any, str]]:
+    """``id(item) -> (item, HTML)`` for ``items``, rendering only those not in ``cache``. Keyed by
+    identity, not equality (two identical system lines are two lines); holding the item keeps its
+    id from being reused."""
+    fresh = {}
+    for item in items:
+        hit = cache.get(id(item))
+        fresh[id(item)] = hit if hit is not None and hit[0] is item else (item, render(item))
+    return fresh
+
+
+def _text(text: str, keep: str = "") -> str:
+    """Text from the network for HTML: escaped, control characters and bidi overrides as escapes."""
+    return html.escape(visible(text, keep))
 
 
 def _notice(text: str, kind: str) -> str:
@@ -456,7 +541,7 @@ def _notice(text: str, kind: str) -> str:
         return ""
     colour = "#b42318" if kind == "error" else "var(--jp-ui-font-color1,#333)"
     icon = "⚠ " if kind == "error" else ""
-    return f"<div style='color:{colour};font-size:13px;line-height:1.4;padding:4px 0'>{icon}{html.escape(text)}</div>"
+    return f"<div style='color:{colour};font-size:13px;line-height:1.4;padding:4px 0'>{icon}{_text(text)}</div>"
 
 
 def _render_item(item: ChatMessage | RoomEvent) -> str:
@@ -465,10 +550,17 @@ def _render_item(item: ChatMessage | RoomEvent) -> str:
         when = time.strftime("%H:%M:%S", time.localtime(item.ts))
         cls, align, bg = (("tcrp-msg tcrp-mine", "flex-end", "#d3f0dc") if item.mine
                           else ("tcrp-msg tcrp-theirs", "flex-start", "#e8eefb"))
+        text = _text(item.text, keep="\n\t")   # a chat may hold lines and tabs (the pre-wrap shows them)
         return (f"<div class='{cls}' style='align-self:{align};max-width:85%;background:{bg};color:#1f2328;"
                 f"border-radius:8px;padding:3px 8px'><div style='font-size:11px;color:#57606a'>"
-                f"<b>{html.escape(item.sender)}</b> · {when}</div>"
-                f"<div style='white-space:pre-wrap;word-break:break-word'>{html.escape(item.text)}</div></div>")
+                f"<b>{_text(item.sender)}</b> · {when}</div>"
+                f"<div style='white-space:pre-wrap;word-break:break-word'>{text}</div></div>")
+    kind = _text(item.kind)
+    if item.kind in WARNINGS:   # one of our own messages went wrong: say what, plainly
+        reason = f" ({_text(item.reason)})" if item.reason and item.reason not in item.text else ""
+        return (f"<div class='tcrp-event tcrp-event-{kind} tcrp-warning' style='align-self:stretch;font-size:12px;"
+                "color:#7a4d00;background:#fff4d6;border-left:3px solid #d4a72c;border-radius:4px;padding:2px 8px'>"
+                f"⚠ {_text(item.text)}{reason}</div>")
     colour = "#b42318" if item.kind in ("timeout", "room_closed", "kicked") else "#6e7781"
-    return (f"<div class='tcrp-event tcrp-event-{html.escape(item.kind)}' style='align-self:center;font-size:12px;"
-            f"font-style:italic;color:{colour}'>— {html.escape(item.text)} —</div>")
+    return (f"<div class='tcrp-event tcrp-event-{kind}' style='align-self:center;font-size:12px;"
+            f"font-style:italic;color:{colour}'>— {_text(item.text)} —</div>")

@@ -106,3 +106,16 @@ class SpecClient:
             if predicate(obj):
                 return obj
         raise AssertionError("expected datagram never came")
+
+    def move_to(self, host: str) -> None:
+        """Send and receive from a new UDP socket on ``host`` from now on (a NAT rebinding, TCRP.md §4.2)."""
+        self.udp.close()
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind((host, 0))
+        self.udp.settimeout(5)
+
+    def answer_challenges(self, obj: dict) -> dict:
+        """TCRP.md §4.2: echo a challenge's data in a response; other datagrams pass through."""
+        if obj.get("type") == "challenge":
+            self.send({"type": "response", "data": obj["data"]})
+        return obj

@@ -6,7 +6,8 @@ two panels in an HBox — nothing else). Its settings, config, data and runtime 
 temporary too, so nothing on the machine changes what the browser sees and the test changes
 nothing on the machine. Playwright runs all cells from the Run menu, creates a room in panel one,
 joins it from the room list in panel two, sends a message each way and checks both show in both
-panels; the screenshot goes to ``test-output/`` (uploaded by CI) and to pytest's tmp path.
+panels (and that markup and a bidi override in a message are shown as text); the screenshot goes
+to ``test-output/`` (uploaded by CI) and to pytest's tmp path.
 
 This is the end-to-end check that widget updates made from a ChatClient's receive thread reach
 the browser with ipykernel 7.
@@ -193,6 +194,12 @@ def chat(page, expect, lab: JupyterLab) -> None:
     expect(one.locator(".tcrp-theirs")).to_contain_text("Hi alice, bob here")
     expect(two.locator(".tcrp-mine")).to_contain_text("Hi alice, bob here")
     expect(two.locator(".tcrp-theirs")).to_contain_text("Hello from alice")
+
+    # Text from others is shown as text: markup stays as typed, a bidi override is shown as an escape.
+    two.locator(".tcrp-input input").fill("<b>not bold</b> [bold]x[/] \u202eevil")
+    two.locator(".tcrp-input input").press("Enter")
+    expect(one.locator(".tcrp-messages")).to_contain_text("<b>not bold</b> [bold]x[/] \\u202eevil", timeout=STEP)
+    expect(one.locator(".tcrp-messages b", has_text="not bold")).to_have_count(0)
 
     # Panel one's packet pane, fed by its client's trace from the receive thread.
     one.locator(".tcrp-trace-toggle").click()

@@ -13,7 +13,12 @@ import threading
 import pytest
 
 from tcrp_lab import ChatClient, ChatServer
+from rich.console import Console
+
+from tcrp_lab.cli import render_item
+from tcrp_lab.client import ServerBusy
 from tcrp_lab.crypto import ServerKey
+from tcrp_lab.limits import Limits
 
 ENV = {**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
 
@@ -147,3 +152,85 @@ def test_client_cli_explains_usage_and_server_errors():
         missing = subprocess.run([sys.executable, "-m", "tcrp_lab.client", "join", "nowhere", "-u", "bob",
                                   "--tcp-port", port], capture_output=True, text=True, env=ENV, timeout=30)
         assert missing.returncode == 1 and "no room named 'nowhere'" in missing.stdout
+
+
+def test_every_limit_is_a_server_flag_and_takes_effect(tmp_path):
+    helped = subprocess.run([sys.executable, "-m", "tcrp_lab.server", "--help"], capture_output=True, text=True,
+                            env=ENV, timeout=30)
+    for name in Limits.names():
+        assert f"--{name.replace('_', '-')}" in helped.stdout, name
+    run = Running("tcrp_lab.server", "--tcp-port", "0", "--udp-port", "0", "--key", str(tmp_path / "key.pem"),
+                  "--max-rooms-per-address", "1", "--chat-rate", "0")
+    try:
+        ready = run.expect(r"TCRP server ready .* tcp (\d+), udp (\d+)")
+        address = ("127.0.0.1", int(ready.group(1)))
+        alice = ChatClient.create_room(address, "one", "alice")
+        with pytest.raises(ServerBusy, match="already has 1 rooms open"):
+            ChatClient.create_room(address, "two", "alice")
+        alice.close()
+    finally:
+        run.kill()
+    bad = subprocess.run([sys.executable, "-m", "tcrp_lab.server", "--chat-rate", "-1"], capture_output=True,
+                         text=True, env=ENV, timeout=30)
+    assert bad.returncode == 2 and "below 0" in bad.stderr
+
+
+HOSTILE = {   # what a classmate puts in a name or a chat to drive someone else's terminal
+    "markup": "[bold red]alice[/] left",
+    "closing tag": "x[/]y",
+    "clipboard write (OSC 52)": "\x1b]52;c;ZXZpbA==\x07",
+    "clear screen": "\x1b[2J\x1b[H",
+    "bidi override": "\u202egnp.exe",
+    "a forged line": "hi\n* bob left the room",
+}
+
+
+def test_the_terminal_client_shows_others_text_as_text_never_as_markup_or_escapes():
+    with ChatServer("127.0.0.1", 0, 0, key=ServerKey.demo()) as server:
+        port = str(server.address.tcp_port)
+        host = ChatClient.create_room(server.address, "[/]", "host")   # a room named like markup
+        run = Running("tcrp_lab.client", "join", "[/]", "--user", "x[/]y", "--tcp-port", port)
+        try:
+            run.expect(r"In room \[/\] as x\[/\]y")
+            for what, text in HOSTILE.items():
+                if "\x1b" in text or "\x07" in text:   # the server refuses C0 controls in a chat (§4.3)
+                    with pytest.raises(ValueError, match="control character"):
+                        host.send(text)
+                else:
+                    host.send(text)
+            host.send("the end")
+            run.expect(r"host: the end")
+            out = "".join(run.seen)
+            assert "\u202e" not in out
+            assert "host: [bold red]alice[/] left" in out and "host: x[/]y" in out
+            assert "\\u202egnp.exe" in out
+            assert "host: hi\n  │ * bob left the room" in out       # the second line cannot pass for an event
+            listed = subprocess.run([sys.executable, "-m", "tcrp_lab.client", "list", "--tcp-port", port],
+                                    capture_output=True, text=True, env=ENV, timeout=30)
+            assert listed.returncode == 0 and "[/]" in listed.stdout
+            run.proc.stdin.write("é" * 1001 + "\n/leave\n")
+            run.proc.stdin.flush()
+            run.expect(r"not sent: A message must be 1-1000 characters")
+            run.expect("you left the room")
+            assert run.finish() == 0
+        finally:
+            run.kill()
+            host.close()
+
+
+@pytest.mark.parametrize("what", list(HOSTILE))
+def test_a_line_from_a_hostile_server_reaches_the_terminal_as_visible_text(what):
+    """Whatever a server relays (a hostile or legacy one need not refuse anything), the line printed
+    holds no escape code, no bidi override, and the sender's name and text are not markup."""
+    from tcrp_lab.client import ChatMessage, RoomEvent
+
+    text = HOSTILE[what]
+    for item in (ChatMessage(1, text, text, 0.0), RoomEvent("joined", text, text, 2), RoomEvent("refused", text)):
+        console = Console(record=True, width=200, force_terminal=True, color_system="truecolor")
+        console.print(render_item(item))
+        shown = console.export_text()
+        raw = console.export_text(styles=True)
+        assert "\x1b" not in shown and "\x07" not in shown and "\u202e" not in shown
+        assert not re.search(r"\x1b\][0-9]|\x1b\[[0-9;]*[HJK]", raw)   # only colour codes of our own
+        if "[" in text and text.isprintable():
+            assert text in shown   # markup shown literally, not interpreted

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import queue
 import socket
 
@@ -50,9 +51,11 @@ def test_clear_errors_for_a_missing_server_and_blocked_udp(server):
 
 def test_send_checks_its_argument_and_the_state(server):
     alice = ChatClient.create_room(server.address, "lab", "alice")
-    for bad in ("", "x" * 1001, None):
-        with pytest.raises(ValueError, match="1-1000 characters"):
+    for bad, why in (("", "1-1000 characters"), ("x" * 1001, "1-1000 characters"), (None, "must be a string"),
+                     ("😀" * 751, "3000 bytes"), ("pay \x1b[2J", "U+001B")):
+        with pytest.raises(ValueError, match=re.escape(why)):
             alice.send(bad)
+    assert alice.stats["sent"] == 1 and alice.session.unacknowledged == 0   # the hello; no chat went out
     alice.leave()
     assert alice.state == "left"
     with pytest.raises(TcrpError, match="this client is left"):
@@ -79,8 +82,8 @@ def test_callbacks_run_for_messages_and_events_and_a_failing_one_is_survived(ser
     bob = ChatClient.join_room(server.address, "lab", "bob")
     bob.send("boom")
     bob.send("still alive?")
-    got = [seen.get(timeout=5) for _ in range(3)]
-    assert got == [("event", "joined"), ("message", "boom"), ("message", "still alive?")]
+    got = [seen.get(timeout=5) for _ in range(4)]   # alice created the room, bob joined, then bob's two chats
+    assert got == [("event", "joined"), ("event", "joined"), ("message", "boom"), ("message", "still alive?")]
     bob.leave()
     assert seen.get(timeout=5) == ("event", "left")
     alice.close()

@@ -27,7 +27,7 @@ from tcrp_lab.crypto import (
     RecordLayer, ReplayWindow, ServerHello, ServerKey, SessionKeys, UdpChannel, client_key_exchange,
 )
 from tcrp_lab.net import FramedSocket
-from tcrp_lab.protocol import MAX_DATAGRAM, MAX_FRAME, Datagram, Message, Ping, ProtocolError
+from tcrp_lab.protocol import MAX_DATAGRAM, MAX_FRAME, Datagram, Hello, Message, Ping, ProtocolError
 from tests.conftest import wait_for
 
 KEY = ServerKey.demo()
@@ -77,11 +77,15 @@ def oracle(data: bytes, sessions: dict[bytes, Session]) -> str:
     return "bad_tag"
 
 
+# Chats that decode but break a text limit are refused with a ``refused`` answer (TCRP.md §4.3).
+REFUSED_TEXTS = [
+    b'{"type": "chat", "id": 1, "text": ""}', b'{"type": "chat", "id": 1, "text": "' + b"x" * 1001 + b'"}',
+    b'{"type": "chat", "id": 1, "text": "\\u001b[2J"}', b'{"type": "chat", "id": 1, "text": "\\ud800"}',
+]
 BAD_PAYLOADS = [
     b"\xff\xfe not utf-8", b"not json", b"[1, 2, 3]", b'"a string"', b"{}", b'{"type": "nope"}',
     b'{"type": "welcome", "seq": 1}', b'{"type": "chat", "id": -1, "text": "x"}', b'{"type": "chat", "id": 1}',
-    b'{"type": "chat", "id": 1, "text": ""}', b'{"type": "chat", "id": "1", "text": "x"}',
-    b'{"type": "chat", "id": 1, "text": "' + b"x" * 1001 + b'"}', b'{"type": "resend", "from": 9, "to": 1}',
+    b'{"type": "chat", "id": "1", "text": "x"}', b'{"type": "resend", "from": 9, "to": 1}',
     b'{"type": "resend", "from": 1.5, "to": 2}', b'{"type": "chat", "id": 18446744073709551616, "text": "x"}',
     b"[" * 2000 + b"]" * 2000, b'{"type": "ping"' + b" " * 3000, b'{"type": ["hello"]}',
 ]
@@ -108,10 +112,11 @@ class DatagramFuzzer:
             self.captured.append(data)
             self.valid += 1
             return data
-        if kind == "bad_payload":  # authenticates, then fails to decode: counted, and the window moves
-            data, seq = session.valid(rng.choice(BAD_PAYLOADS))
+        if kind == "bad_payload":  # authenticates, then fails to decode (or is refused): counted, the window moves
+            plaintext = rng.choice(BAD_PAYLOADS + REFUSED_TEXTS)
+            data, seq = session.valid(plaintext)
             session.window.update(seq)
-            self.expected["bad_payload"] += 1
+            self.expected["refused_text" if plaintext in REFUSED_TEXTS else "bad_payload"] += 1
             return data
         if kind == "replay":
             data = rng.choice(self.captured[-200:])
@@ -146,12 +151,21 @@ class DatagramFuzzer:
 
 
 def test_100000_hostile_datagrams_are_each_counted_and_change_nothing():
-    with ChatServer("127.0.0.1", 0, 0, key=KEY) as server:
+    # No rate budgets here: what is counted must follow from the bytes alone (the budgets have tests of their own).
+    with ChatServer("127.0.0.1", 0, 0, key=KEY, address_rate=0, ping_rate=0, chat_rate=0) as server:
         sessions = [open_session(server, "alpha", "alice", create=True), open_session(server, "alpha", "bob", create=False),
                     open_session(server, "beta", "carol", create=True)]
         fuzzer = DatagramFuzzer(sessions, seed=20240611)
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         target = (server.address.host, server.address.udp_port)
+        for session in sessions:   # each says hello first, as a client does: no longer provisional
+            data, seq = session.valid(Hello().encode())
+            session.window.update(seq)
+            udp.sendto(data, target)
+        wait_for(lambda: server.stats["members"] == 3 and server.registry.room("beta").seq == 1,
+                 what="every session's hello")
+        wait_for(lambda: all(not m.provisional for r in ("alpha", "beta")
+                             for m in server.registry.room(r).members.values()), what="every hello")
         process = psutil.Process()
         base = server.stats
         rss = [process.memory_info().rss]
@@ -172,7 +186,7 @@ def test_100000_hostile_datagrams_are_each_counted_and_change_nothing():
         assert sum(fuzzer.expected.values()) + fuzzer.valid == DATAGRAMS
         assert drops == fuzzer.expected, f"counted {dict(drops)}, expected {dict(fuzzer.expected)}"
         assert set(drops) >= {"malformed", "oversize", "unknown_token", "wrong_room", "bad_tag", "replayed",
-                              "bad_payload"}
+                              "bad_payload", "refused_text"}
         assert stats["members"] == 3 and stats["rooms"] == 2   # hostile input created no state
         assert all(t.is_alive() for t in server._threads)
         assert rss[2] - rss[1] < RSS_GROWTH_LIMIT, f"RSS grew {(rss[2] - rss[1]) >> 20} MiB in the second half"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -11,9 +12,10 @@ from hypothesis import strategies as st
 
 from tcrp_lab import protocol
 from tcrp_lab.protocol import (
-    MAX_DATAGRAM, MAX_FRAME, Ack, Chat, Datagram, ErrorCode, FrameReader, Hello, Message, Operation,
-    ProtocolError, Resend, RoomChat, State, SystemEvent, check_name, decode_message, decode_payload,
-    encode_frame,
+    MAX_DATAGRAM, MAX_FRAME, MAX_ROOM_NAME, MAX_ROOM_NAME_BYTES, MAX_TEXT, MAX_TEXT_BYTES, MAX_USERNAME,
+    MAX_USERNAME_BYTES, SEQ_BYTES, TAG_SIZE, TOKEN_SIZE, Ack, Challenge, Chat, Datagram, ErrorCode, FrameReader,
+    Hello, Kicked, Message, Operation, Pong, ProtocolError, Refusal, Refused, Resend, RoomChat, RoomClosed, State,
+    SystemEvent, Welcome, check_text, decode_message, decode_payload, encode_frame,
 )
 
 EXAMPLES = settings(max_examples=400, deadline=None)
@@ -130,23 +132,6 @@ def test_frames_fed_in_any_chunks_decode_the_same_as_whole(bodies, data):
     assert got == whole == bodies
 
 
-# --- names -----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", ["", " lab", "lab ", "a\nb", "a\x00", "x" * 65, "\x85", 3])
-def test_bad_room_names_are_invalid_name(name):
-    with pytest.raises(ProtocolError) as err:
-        check_name(name, "room")
-    assert err.value.code is ErrorCode.INVALID_NAME
-
-
-def test_name_limits_differ_for_rooms_and_users():
-    assert check_name("x" * 64, "room") == "x" * 64
-    assert check_name("日本語 の 部屋", "room")
-    with pytest.raises(ProtocolError):
-        check_name("x" * 33, "username")
-
-
 # --- payloads --------------------------------------------------------------------------------
 
 
@@ -155,7 +140,7 @@ def test_name_limits_differ_for_rooms_and_users():
     (b'{"type":"chat","id":"1","text":"x"}', "must be an integer"),
     (b'{"type":"chat","id":true,"text":"x"}', "must be an integer"),
     (b'{"type":"chat","id":-1,"text":"x"}', "must be an integer"),
-    (b'{"type":"chat","id":1,"text":""}', "1-1000 characters"),
+    (b'{"type":"chat","id":1,"text":7}', "must be a string"),
     (b'{"type":"resend","from":5,"to":4}', "after"),
     (b'{"type":"welcome","seq":1}', "unknown datagram type"),  # a server type sent by a client
     (b'{"type":null}', "unknown datagram type"),
@@ -288,8 +273,89 @@ def test_any_stream_to_frame_reader_gives_frames_or_protocol_error(chunks):
 def test_payload_types_cover_the_spec_table():
     client = {c.TYPE for c in protocol.iter_payload_types() if not c.FROM_SERVER}
     server = {c.TYPE for c in protocol.iter_payload_types() if c.FROM_SERVER}
-    assert client == {"hello", "chat", "ping", "resend", "leave"}
-    assert server == {"welcome", "ack", "chat", "system", "room_closed", "kicked", "pong"}
+    assert client == {"hello", "chat", "ping", "resend", "leave", "response"}
+    assert server == {"welcome", "ack", "chat", "system", "room_closed", "kicked", "pong", "challenge", "refused"}
     assert Hello().encode() == b'{"type":"hello"}'
     assert Ack(id=1, seq=2).encode() == b'{"type":"ack","id":1,"seq":2}'
     assert SystemEvent(seq=1, event="joined", user="bob", text="bob joined").to_json()["event"] == "joined"
+
+
+# --- UTF-8 and byte limits (TCRP.md §3, §4.3) ----------------------------------------------------
+
+def test_json_is_utf8_so_a_japanese_text_costs_its_utf8_bytes():
+    text = "こんにちは" * 200
+    encoded = Chat(id=1, text=text).encode()
+    assert text.encode("utf-8") in encoded and b"\\u" not in encoded
+    assert len(encoded) == len(text.encode("utf-8")) + len(b'{"type":"chat","id":1,"text":""}')
+
+
+def test_a_lone_surrogate_is_sent_as_its_json_escape_never_a_crash():
+    encoded = Message.list_rooms().reply({"message": "bad \ud800 name"}).encode()
+    assert b"\\ud800" in encoded and decode_message(encoded).payload["message"] == "bad \ud800 name"
+
+
+@pytest.mark.parametrize("text, why", [
+    ("", "1-1000 characters"), ("x" * 1001, "has 1001"), ("😀" * 751, "3004"), ("a\x1b[2J", "U+001B"),
+    ("\x07", "U+0007"), ("\x7f", "U+007F"), ("\x9b", "U+009B"), ("bad \ud800", "U+D800"), (7, "a string"),
+])
+def test_check_text_refuses_what_no_datagram_should_carry(text, why):
+    with pytest.raises(ProtocolError, match=re.escape(why)) as err:
+        check_text(text)
+    assert err.value.code is ErrorCode.INVALID_TEXT
+
+
+@pytest.mark.parametrize("text", ["x" * 1000, "あ" * 1000, "😀" * 750, "a\tb\nc", "👨\u200d👩\u200d👧", "\u202eabc"])
+def test_check_text_passes_honest_text_at_the_limits(text):
+    assert check_text(text) == text
+
+
+# The characters that cost the most bytes on the wire: JSON escapes (2 bytes for 1), 4-byte UTF-8.
+costly = st.sampled_from(['"', "\\", "\n", "\t", "😀", "𠀋", "あ", "é", "a", "\u2028"])
+
+
+def within(text: str, chars: int, size: int) -> bool:
+    return 1 <= len(text) <= chars and len(text.encode("utf-8")) <= size
+
+
+@given(room=st.text(costly, min_size=1, max_size=MAX_ROOM_NAME), user=st.text(costly, min_size=1, max_size=MAX_USERNAME),
+       text=st.text(costly, min_size=1, max_size=MAX_TEXT) | st.text(min_size=1, max_size=MAX_TEXT))
+@settings(max_examples=300, deadline=None)
+def test_no_datagram_either_side_sends_exceeds_4096_bytes_whatever_the_characters(room, user, text):
+    if not (within(room, MAX_ROOM_NAME, MAX_ROOM_NAME_BYTES) and within(user, MAX_USERNAME, MAX_USERNAME_BYTES)):
+        return
+    try:
+        check_text(text)
+    except ProtocolError:
+        return
+    outer = 2 + len(room.encode("utf-8")) + TOKEN_SIZE + SEQ_BYTES + TAG_SIZE
+    big = 2**64 - 1
+    for payload in (Chat(id=big, text=text), RoomChat(seq=big, sender=user, text=text, ts=1e15 + 0.123),
+                    SystemEvent(seq=big, event="timeout", user=user, text=f"{user} created the room"),
+                    Refused(id=big, code="invalid_text", message="x" * 400), Welcome(seq=big), Ack(id=big, seq=big),
+                    Pong(seq=big), Challenge(data="ab" * 16), RoomClosed(reason="server_shutdown"),
+                    Kicked(reason="timeout")):
+        assert outer + len(payload.encode()) <= MAX_DATAGRAM, type(payload).__name__
+
+
+def test_the_worst_text_the_limits_allow_still_fits_one_datagram():
+    text = '"' * 334 + "😀" * 666      # 998 bytes of UTF-8 ... 3,332 bytes of JSON
+    assert check_text(text) and len(text.encode()) == 334 + 4 * 666 <= MAX_TEXT_BYTES
+    room, user = "😀" * 32, '"' * MAX_USERNAME
+    outer = 2 + len(room.encode()) + TOKEN_SIZE + SEQ_BYTES + TAG_SIZE
+    assert outer + len(RoomChat(seq=2**64 - 1, sender=user, text=text, ts=1e15).encode()) <= MAX_DATAGRAM
+
+
+# --- refusals before the handshake (§2.1) --------------------------------------------------------
+
+def test_every_refusal_vector_round_trips(vectors):
+    for v in vectors["refusals"]:
+        refusal = Refusal(ErrorCode(v["code"]), v["message"])
+        assert refusal.encode().hex() == v["hex"], v["note"]
+        assert Refusal.parse(bytes.fromhex(v["hex"])) == refusal
+
+
+def test_a_server_hello_is_not_a_refusal_and_a_broken_refusal_is_a_protocol_error(vectors):
+    assert Refusal.parse(b"TCRP\x02" + bytes(16) + b"key") is None
+    with pytest.raises(ProtocolError):
+        Refusal.parse(b"TCRP\x00not json")
+    assert Refusal.parse(b'TCRP\x00{"code":"nonsense","message":7}') == Refusal(ErrorCode.SERVER_BUSY, "7")

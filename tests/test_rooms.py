@@ -1,14 +1,18 @@
-"""The room registry as a pure state machine: rules, sequence numbers, history, timeouts."""
+"""The room registry as a pure state machine: rules, sequence numbers, history, timeouts, budgets."""
 
 from __future__ import annotations
 
 import threading
+import unicodedata
 
 import pytest
 
 from tcrp_lab.crypto import SeededRandom, SessionKeys
-from tcrp_lab.protocol import Ack, ErrorCode, Kicked, Pong, ProtocolError, RoomChat, RoomClosed, SystemEvent, Welcome
-from tcrp_lab.rooms import HISTORY_SIZE, MAX_RESEND, RoomRegistry
+from tcrp_lab.limits import Limits
+from tcrp_lab.protocol import (
+    Ack, Challenge, ErrorCode, Kicked, Pong, ProtocolError, Refused, RoomChat, RoomClosed, SystemEvent, Welcome,
+)
+from tcrp_lab.rooms import AMPLIFICATION, HISTORY_SIZE, MAX_RESEND, RoomRegistry
 
 KEYS = SessionKeys(*(bytes([i]) * 32 for i in range(4)))
 
@@ -35,14 +39,32 @@ def payloads(deliveries, kind):
     return [d.payload for d in deliveries if isinstance(d.payload, kind)]
 
 
+def create(registry, room, user, password="", source="10.0.0.1"):
+    """Create a room and say hello, as a client does: the member is announced at its first hello."""
+    member, _ = registry.create_room(room, user, password, KEYS, source=source)
+    registry.hello(member)
+    return member
+
+
+def join(registry, room, user, password="", source="10.0.0.1"):
+    member, _ = registry.join_room(room, user, password, KEYS, source=source)
+    registry.hello(member)
+    return member
+
+
 def test_create_join_and_list(registry):
     alice, created = registry.create_room("lab", "alice", "pw", KEYS)
-    bob, joined = registry.join_room("lab", "bob", "pw", KEYS)
-    assert alice.is_host and not bob.is_host
-    assert payloads(created, SystemEvent)[0] == SystemEvent(seq=1, event="joined", user="alice",
-                                                            text="alice created the room")
+    assert created == [] and alice.provisional   # announced at its first hello (§8.2)
+    welcome, announced = registry.hello(alice)
+    assert welcome.payload == Welcome(seq=0) and welcome.to == (alice,)
+    assert announced.payload == SystemEvent(seq=1, event="joined", user="alice", text="alice created the room")
+    bob, _ = registry.join_room("lab", "bob", "pw", KEYS)
+    joined = registry.hello(bob)
+    assert payloads(joined, Welcome) == [Welcome(seq=1)]
     assert payloads(joined, SystemEvent)[0].seq == 2
-    assert joined[0].to == (alice, bob)
+    assert joined[1].to == (alice, bob)
+    assert payloads(registry.hello(bob), SystemEvent) == []   # announced once
+    assert alice.is_host and not bob.is_host and not bob.provisional
     registry.create_room("open", "carol", "", KEYS)
     assert registry.list_rooms() == [{"name": "lab", "members": 2, "has_password": True},
                                       {"name": "open", "members": 1, "has_password": False}]
@@ -87,8 +109,8 @@ def test_room_exists_full_and_busy(clock):
 
 
 def test_chat_is_numbered_acknowledged_and_deduplicated(registry):
-    alice, _ = registry.create_room("lab", "alice", "", KEYS)
-    bob, _ = registry.join_room("lab", "bob", "", KEYS)
+    alice = create(registry, "lab", "alice")
+    bob = join(registry, "lab", "bob")
     first = registry.chat(alice, 1, "hello")
     assert payloads(first, RoomChat) == [RoomChat(seq=3, sender="alice", text="hello", ts=1.5)]
     assert first[0].to == (alice, bob)
@@ -100,7 +122,7 @@ def test_chat_is_numbered_acknowledged_and_deduplicated(registry):
 
 
 def test_resend_returns_history_clamped(registry):
-    alice, _ = registry.create_room("lab", "alice", "", KEYS)
+    alice = create(registry, "lab", "alice")
     for i in range(HISTORY_SIZE + 10):
         registry.chat(alice, i, f"m{i}")
     room = registry.room("lab")
@@ -113,9 +135,10 @@ def test_resend_returns_history_clamped(registry):
 
 
 def test_guest_leave_and_host_leave(registry):
-    alice, _ = registry.create_room("lab", "alice", "", KEYS)
-    bob, _ = registry.join_room("lab", "bob", "", KEYS)
-    carol, _ = registry.join_room("lab", "carol", "", KEYS)
+    alice = create(registry, "lab", "alice")
+    bob = join(registry, "lab", "bob")
+    carol = join(registry, "lab", "carol")
+    alice.address, bob.address = ("10.0.0.1", 1), ("10.0.0.1", 2)
     left = registry.leave(carol)
     assert payloads(left, SystemEvent)[0].event == "left" and left[0].to == (alice, bob)
     assert registry.session(carol.token) is None
@@ -127,8 +150,8 @@ def test_guest_leave_and_host_leave(registry):
 
 
 def test_guest_timeout_with_the_injected_clock(registry, clock):
-    alice, _ = registry.create_room("lab", "alice", "", KEYS)
-    bob, _ = registry.join_room("lab", "bob", "", KEYS)
+    alice = create(registry, "lab", "alice")
+    bob = join(registry, "lab", "bob")
     clock.now += 200
     registry.hello(alice)     # activity
     registry.ping(bob)        # not activity
@@ -143,9 +166,11 @@ def test_guest_timeout_with_the_injected_clock(registry, clock):
 
 
 def test_host_timeout_closes_the_room_for_everyone(registry, clock):
-    alice, _ = registry.create_room("lab", "alice", "", KEYS)
-    bob, _ = registry.join_room("lab", "bob", "", KEYS)
-    carol, _ = registry.join_room("lab", "carol", "", KEYS)
+    alice = create(registry, "lab", "alice")
+    bob = join(registry, "lab", "bob")
+    carol = join(registry, "lab", "carol")
+    for n, member in enumerate((alice, bob, carol)):
+        member.address = ("10.0.0.1", n + 1)
     clock.now += 250
     registry.chat(bob, 1, "still here")
     registry.chat(carol, 1, "me too")
@@ -158,15 +183,16 @@ def test_host_timeout_closes_the_room_for_everyone(registry, clock):
 
 
 def test_welcome_and_pong_carry_the_room_seq(registry):
-    alice, _ = registry.create_room("lab", "alice", "", KEYS)
+    alice = create(registry, "lab", "alice")
     registry.chat(alice, 1, "x")
     assert registry.hello(alice)[0].payload == Welcome(seq=2)
     assert registry.ping(alice)[0].payload == Pong(seq=2)
 
 
 def test_close_all_tells_every_member(registry):
-    a, _ = registry.create_room("a", "alice", "", KEYS)
-    b, _ = registry.create_room("b", "bob", "", KEYS)
+    a = create(registry, "a", "alice")
+    b = create(registry, "b", "bob")
+    a.address, b.address = ("10.0.0.1", 1), ("10.0.0.2", 1)
     closed = registry.close_all()
     assert {m.username for d in closed for m in d.to} == {"alice", "bob"}
     assert all(d.payload == RoomClosed(reason="server_shutdown") for d in closed)
@@ -175,12 +201,13 @@ def test_close_all_tells_every_member(registry):
 
 def test_concurrent_joins_and_chats_keep_names_unique_and_seqs_gapless(clock):
     registry = RoomRegistry(clock=clock, max_members=1000)
-    host, _ = registry.create_room("lab", "host", "", KEYS)
+    create(registry, "lab", "host")
     errors, seqs, lock = [], [], threading.Lock()
 
     def worker(i: int) -> None:
         try:
-            member, joined = registry.join_room("lab", f"user{i}", "", KEYS)
+            member, _ = registry.join_room("lab", f"user{i}", "", KEYS)
+            joined = registry.hello(member)
             with lock:
                 seqs.extend(p.seq for p in payloads(joined, SystemEvent))
             for n in range(20):
@@ -200,3 +227,261 @@ def test_concurrent_joins_and_chats_keep_names_unique_and_seqs_gapless(clock):
     assert len(room.members) == 41
     assert room.seq == 1 + 40 + 800
     assert sorted(seqs) == list(range(2, room.seq + 1))  # every join and chat: unique and gapless
+
+
+# --- provisional sessions and per-address limits (TCRP.md §8.2) --------------------------------
+
+def test_a_session_that_never_says_hello_is_removed_silently_after_the_hello_timeout(registry, clock):
+    alice = create(registry, "lab", "alice")
+    ghost, _ = registry.join_room("lab", "ghost", "", KEYS, source="10.0.0.9")
+    assert ghost.provisional and registry.room("lab").seq == 1   # never announced
+    clock.now += registry.limits.hello_timeout
+    assert registry.reap() == []                                  # exactly at the deadline: not yet
+    clock.now += 0.5
+    assert registry.reap() == []                                  # removed without a word
+    assert registry.session(ghost.token) is None and registry.session(alice.token) is alice
+    assert list(registry.room("lab").members) == ["alice"] and registry.room("lab").seq == 1
+
+
+def test_a_provisional_host_takes_its_room_with_it(registry, clock):
+    host, _ = registry.create_room("lab", "host", "", KEYS, source="10.0.0.9")
+    bob = join(registry, "lab", "bob")
+    bob.address = ("10.0.0.1", 5)
+    clock.now += registry.limits.hello_timeout + 1
+    reaped = registry.reap()
+    assert [(d.payload, d.to) for d in reaped] == [(RoomClosed(reason="host_timeout"), (bob,))]
+    assert registry.room("lab") is None and registry.counts() == (0, 0)
+
+
+def test_joins_that_never_say_hello_cannot_fill_a_room_from_one_address(clock):
+    registry = RoomRegistry(clock=clock, limits=Limits(max_provisional_per_address=8))
+    create(registry, "lab", "host")
+    for i in range(8):
+        registry.join_room("lab", f"ghost{i}", "", KEYS, source="10.6.6.6")
+    with pytest.raises(ProtocolError) as err:
+        registry.join_room("lab", "ghost8", "", KEYS, source="10.6.6.6")
+    assert err.value.code is ErrorCode.SERVER_BUSY and "10.6.6.6" in err.value.reason
+    assert err.value.retry_after == registry.limits.hello_timeout
+    join(registry, "lab", "alice", source="10.0.0.7")              # another address is not affected
+    clock.now += registry.limits.hello_timeout + 1
+    registry.reap()
+    assert sorted(registry.room("lab").members) == ["alice", "host"]
+    registry.join_room("lab", "ghost8", "", KEYS, source="10.6.6.6")   # the address's slots are free again
+
+
+def test_one_address_holds_a_bounded_number_of_rooms(clock):
+    registry = RoomRegistry(clock=clock, limits=Limits(max_rooms_per_address=3))
+    hosts = [create(registry, f"room{i}", "mallory", source="10.6.6.6") for i in range(3)]
+    with pytest.raises(ProtocolError) as err:
+        registry.create_room("room3", "mallory", "", KEYS, source="10.6.6.6")
+    assert err.value.code is ErrorCode.SERVER_BUSY and "3 rooms open" in err.value.reason
+    create(registry, "lab", "alice", source="10.0.0.7")              # everyone else still can
+    registry.leave(hosts[0])                                         # closing one frees a place
+    create(registry, "room3", "mallory", source="10.6.6.6")
+
+
+# --- passwords (§8.3) --------------------------------------------------------------------------
+
+def test_wrong_passwords_back_off_exponentially_per_address_and_room(clock):
+    registry = RoomRegistry(clock=clock, limits=Limits(password_free_tries=0, password_backoff=1.0,
+                                                       password_backoff_max=8.0))
+    create(registry, "lab", "alice", "1234")
+    waits = []
+    for guess in range(5):
+        with pytest.raises(ProtocolError) as err:
+            registry.join_room("lab", "mallory", f"{guess:04d}", KEYS, source="10.6.6.6")
+        assert err.value.code is ErrorCode.WRONG_PASSWORD
+        with pytest.raises(ProtocolError) as err:   # at once again: refused before any scrypt
+            registry.join_room("lab", "mallory", "9999", KEYS, source="10.6.6.6")
+        assert err.value.code is ErrorCode.RATE_LIMITED
+        waits.append(err.value.retry_after)
+        clock.now += err.value.retry_after
+    assert waits == [1.0, 2.0, 4.0, 8.0, 8.0]
+    join(registry, "lab", "bob", "1234", source="10.0.0.7")           # another address: no back-off
+    join(registry, "lab", "carol", "1234", source="10.6.6.6")         # the right password, once it may try
+    assert registry._guesses.failures(("10.6.6.6", "lab")) == 0       # a success clears the back-off
+
+
+def test_a_few_typos_cost_nothing_then_the_back_off_starts(clock):
+    registry = RoomRegistry(clock=clock, limits=Limits(password_free_tries=2, password_backoff=0.5))
+    create(registry, "lab", "alice", "pw")
+    for typo in ("pq", "wp"):
+        with pytest.raises(ProtocolError) as err:
+            registry.join_room("lab", "bob", typo, KEYS, source="10.0.0.2")
+        assert err.value.code is ErrorCode.WRONG_PASSWORD
+    with pytest.raises(ProtocolError) as err:
+        registry.join_room("lab", "bob", "p w", KEYS, source="10.0.0.2")
+    assert err.value.code is ErrorCode.WRONG_PASSWORD      # the third is checked, and now it costs
+    with pytest.raises(ProtocolError) as err:
+        registry.join_room("lab", "bob", "pw", KEYS, source="10.0.0.2")
+    assert err.value.code is ErrorCode.RATE_LIMITED and err.value.retry_after == 0.5
+
+
+def test_parallel_guesses_from_one_address_go_one_at_a_time(clock, monkeypatch):
+    registry = RoomRegistry(clock=clock)
+    create(registry, "lab", "alice", "pw")
+    entered, release = threading.Event(), threading.Event()
+    real = registry._scrypt_call
+
+    def slow(fn, *args):
+        entered.set()
+        assert release.wait(5)
+        return real(fn, *args)
+
+    monkeypatch.setattr(registry, "_scrypt_call", slow)
+    first = threading.Thread(target=lambda: pytest.raises(ProtocolError, registry.join_room, "lab", "m", "no",
+                                                          KEYS, source="10.6.6.6"))
+    first.start()
+    assert entered.wait(5)
+    with pytest.raises(ProtocolError) as err:   # a second guess while the first is being checked
+        registry.join_room("lab", "m2", "no", KEYS, source="10.6.6.6")
+    assert err.value.code is ErrorCode.RATE_LIMITED
+    release.set()
+    first.join(5)
+
+
+def test_only_a_few_scrypt_checks_run_at_once(clock, monkeypatch):
+    monkeypatch.setattr("tcrp_lab.rooms.PASSWORD_WAIT", 0.05)
+    registry = RoomRegistry(clock=clock, limits=Limits(max_password_checks=1))
+    create(registry, "lab", "alice", "pw")
+    assert registry._scrypt.acquire(timeout=1)   # the one slot is taken
+    try:
+        with pytest.raises(ProtocolError) as err:
+            registry.join_room("lab", "bob", "pw", KEYS, source="10.0.0.2")
+        assert err.value.code is ErrorCode.SERVER_BUSY and err.value.retry_after
+    finally:
+        registry._scrypt.release()
+    join(registry, "lab", "bob", "pw", source="10.0.0.2")
+
+
+# --- chats the server will not post (§4.3) ----------------------------------------------------
+
+@pytest.mark.parametrize("text, why", [
+    ("é" * 1001, "1-1000 characters"),
+    ("😀" * 751, "3000 bytes"),
+    ("pay\x1b]52;c;ZXZpbA==\x07", "U+001B"),
+    ("a\x00b", "U+0000"),
+    ("\x85", "U+0085"),
+    ("", "1-1000 characters"),
+])
+def test_a_chat_that_breaks_a_limit_is_refused_and_its_id_passes(registry, text, why):
+    alice = create(registry, "lab", "alice")
+    out = registry.chat(alice, 1, text)
+    assert [type(d.payload) for d in out] == [Refused] and out[0].to == (alice,)
+    refused = out[0].payload
+    assert refused.id == 1 and refused.code == "invalid_text" and why in refused.message
+    assert registry.chat(alice, 1, text)[0].payload == refused        # a retransmission: the same answer
+    assert payloads(registry.chat(alice, 2, "next one"), RoomChat)[0].seq == 2   # not held behind it
+
+
+def test_a_refused_chat_ahead_of_a_gap_does_not_block_the_ones_after_it(registry):
+    alice = create(registry, "lab", "alice")
+    assert registry.chat(alice, 2, "x" * 1001)[0].payload.id == 2   # refused at once, though id 1 is missing
+    assert payloads(registry.chat(alice, 3, "three"), RoomChat) == []  # held: id 1 still missing
+    posted = payloads(registry.chat(alice, 1, "one"), RoomChat)
+    assert [p.text for p in posted] == ["one", "three"]
+
+
+@pytest.mark.parametrize("text", ["こんにちは" * 200, "😀" * 750, "é" * 1000, "मनीषा" * 200, "a\tb\nc"])
+def test_honest_texts_at_the_limits_are_posted(registry, text):
+    alice = create(registry, "lab", "alice")
+    assert payloads(registry.chat(alice, 1, text), RoomChat)[0].text == text
+
+
+# --- history bounded in bytes (§8.2) -------------------------------------------------------------
+
+def test_history_is_bounded_in_bytes_per_room_and_for_the_server(clock):
+    registry = RoomRegistry(clock=clock, limits=Limits(history_bytes=50_000, server_history_bytes=80_000))
+    alice = create(registry, "a", "alice")
+    bob = create(registry, "b", "bob")
+    for i in range(1, 40):
+        registry.chat(alice, i, "あ" * 1000)       # ~3 KB each
+    room_a = registry.room("a")
+    assert room_a.history_bytes <= 50_000 and room_a.seq == 40
+    for i in range(1, 40):
+        registry.chat(bob, i, "い" * 1000)
+    assert registry.history_bytes <= 80_000
+    assert registry.room("b").history_bytes > 0 and room_a.history_bytes > 0   # neither room lost everything
+    assert sum(size for _, size in room_a.history) == room_a.history_bytes
+    oldest = room_a.seq - len(room_a.history) + 1
+    assert [d.payload.seq for d in registry.resend(alice, 1, oldest)] == [oldest]  # what is gone is gone
+
+
+def test_resend_is_bounded_per_session_over_time(clock):
+    registry = RoomRegistry(clock=clock, limits=Limits(resend_rate=100))
+    alice = create(registry, "lab", "alice")
+    for i in range(1, 301):
+        registry.chat(alice, i, f"m{i}")
+    assert len(registry.resend(alice, 1, 300)) == 200          # the burst: twice the rate
+    assert registry.resend(alice, 1, 300) == []                # nothing left this instant
+    clock.now += 0.5
+    assert len(registry.resend(alice, 1, 300)) == 50           # half a second: half the rate
+
+
+# --- where a member is (§4.2) ------------------------------------------------------------------
+
+def test_the_first_address_on_the_tcp_host_is_proven_by_the_handshake(registry):
+    alice = create(registry, "lab", "alice", source="10.0.0.1")
+    assert registry.arrived(alice, ("10.0.0.1", 4000), 60) == [] and alice.address == ("10.0.0.1", 4000)
+
+
+def test_a_new_address_is_challenged_within_three_times_what_it_sent(registry, clock):
+    alice = create(registry, "lab", "alice", source="10.0.0.1")
+    registry.arrived(alice, ("10.0.0.1", 4000), 60)
+    victim = ("10.9.9.9", 53)
+    out = registry.arrived(alice, victim, 60)
+    assert [type(d.payload) for d in out] == [Challenge] and out[0].address == victim
+    assert alice.address == ("10.0.0.1", 4000)                   # the session did not move
+    clock.now += 1
+    sent = alice.path.sent
+    assert sent <= AMPLIFICATION * 60
+    assert registry.arrived(alice, victim, 1) == []               # 3 x 61 bytes cannot pay for a second one
+    assert alice.path.sent == sent
+    assert registry.respond(alice, victim, "00" * 16) is None     # a wrong echo proves nothing
+    assert registry.respond(alice, ("10.0.0.1", 4000), out[0].payload.data) is None   # from elsewhere: nothing
+    moved = registry.respond(alice, victim, out[0].payload.data)
+    assert [d.payload for d in moved] == [Welcome(seq=1)] and alice.address == victim
+
+
+def test_a_first_address_on_another_host_must_answer_a_challenge_too(registry):
+    alice = create(registry, "lab", "alice", source="10.0.0.1")
+    out = registry.arrived(alice, ("192.0.2.7", 4000), 60)
+    assert alice.address is None and isinstance(out[0].payload, Challenge)
+    assert registry.respond(alice, ("192.0.2.7", 4000), out[0].payload.data)
+    assert alice.address == ("192.0.2.7", 4000)
+
+
+# --- names people can trust (§3.1) --------------------------------------------------------------
+
+@pytest.mark.parametrize("twin", ["\u0430lice", "aIice", "ALICE", "ａｌｉｃｅ", "Alice"])
+def test_a_name_that_looks_like_a_member_is_refused_and_free_again_once_they_left(registry, twin):
+    create(registry, "lab", "host")
+    alice = join(registry, "lab", "alice")
+    with pytest.raises(ProtocolError) as err:
+        registry.join_room("lab", twin, "", KEYS)
+    assert err.value.code is ErrorCode.USERNAME_TAKEN and "alice" in err.value.reason
+    registry.leave(alice)
+    assert join(registry, "lab", twin).username == unicodedata.normalize("NFKC", twin)
+
+
+@pytest.mark.parametrize("bad", ["alice\u200b", "\u202eecila", "al\u00adice", "ali\u0000ce", "\u3164"])
+def test_invisible_and_bidi_characters_are_refused_in_names(registry, bad):
+    with pytest.raises(ProtocolError) as err:
+        registry.create_room("lab", bad, "", KEYS)
+    assert err.value.code is ErrorCode.INVALID_NAME and "U+" in err.value.reason
+
+
+def test_two_rooms_whose_names_look_alike_cannot_both_exist(registry):
+    create(registry, "lab", "alice")
+    for twin in ("1ab", "LAB", "\u04cfab"):
+        with pytest.raises(ProtocolError) as err:
+            registry.create_room(twin, "bob", "", KEYS)
+        assert err.value.code is ErrorCode.ROOM_EXISTS and "looks like 'lab'" in err.value.reason
+    with pytest.raises(ProtocolError, match="a room named 'lab' already exists"):
+        registry.create_room("ｌａｂ", "bob", "", KEYS)          # NFKC: the fullwidth spelling is the same name
+    assert join(registry, "ｌａｂ", "bob").room.name == "lab"
+
+
+def test_honest_names_in_any_script_are_welcome(registry):
+    for room, user in (("日本語の部屋", "さくら"), ("غرفة", "محمد"), ("कक्षा", "अनीता"), ("🐱 room", "👩‍💻")):
+        assert create(registry, room, user).username == user

@@ -23,8 +23,8 @@ from rich.console import Console
 
 from tcrp_lab import ChatClient, ChatServer
 from tcrp_lab.crypto import ServerHello, ServerKey, SessionKeys
-from tcrp_lab.protocol import HEADER_SIZE, Chat, encode_frame
-from tcrp_lab.trace import LiveLog, PacketEvent, Trace, explain, record, render_line
+from tcrp_lab.protocol import HEADER_SIZE, Chat, Message, Operation, RoomChat, State, encode_frame
+from tcrp_lab.trace import LiveLog, PacketEvent, Trace, explain, record, render_line, visible
 from tests.conftest import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,7 +151,7 @@ def test_datagram_vectors_show_the_aad_and_the_plaintext(vectors, keys):
     for v in vectors["datagrams"]:
         raw = bytes.fromhex(v["datagram_hex"])
         result = explain(raw, kind="datagram", keys=keys)
-        text = render(result)
+        text = render(result, width=250)   # a long plaintext on one line
         assert not result.rejected
         assert_row(text, "0–0", "RoomNameSize", "3")
         assert_row(text, "1–1", "TokenSize", "16")
@@ -162,7 +162,7 @@ def test_datagram_vectors_show_the_aad_and_the_plaintext(vectors, keys):
         assert_row(text, f"{len(raw) - 16}–{len(raw) - 1}", "tag", raw[-16:].hex())
         assert_row(text, "0–28", "AAD", "authenticated, not encrypted")
         assert f"decrypted with {v['key']}" in text
-        assert_row(text, f"0–{len(v['plaintext']) - 1}", "JSON", v["plaintext"])
+        assert_row(text, f"0–{len(v['plaintext'].encode()) - 1}", "JSON", v["plaintext"])   # bytes, not characters
         for key, value in json.loads(v["plaintext"]).items():
             assert_row(text, "json", key, repr(value))
 
@@ -259,15 +259,15 @@ def test_the_live_log_shows_the_whole_conversation_in_order(live):
     server, alice, bob, server_trace, client_trace = live
     text = render(server_trace)
     expected = [
-        r"server → tcp \S+ +ServerHello +319 B v2 nonce",
-        r"server ← tcp \S+ +ClientKeyExchange +260 B RSA-OAEP 256 B, session keys derived",
-        r"server ← tcp \S+ +request .* #0 CREATE_ROOM 'lab' username='alice' password='pw'",
-        r"server → tcp \S+ +response .* #0 CREATE_ROOM 'lab' status='ok'",
-        rf"server → tcp \S+ +complete .* #1 token {alice.token.hex()} for alice",
-        r"server ← udp \S+ +hello .* #0 alice",
-        r"server → udp \S+ +welcome .* #0 alice +seq=1",
-        r"server ← udp \S+ +chat .* alice +id=1 text='hello bob'",
-        r"server → udp \S+ +chat .* bob +seq=\d+ from='alice' text='hello bob'",
+        r"server S→C tcp \S+ +ServerHello +319 B v2 nonce",
+        r"server C→S tcp \S+ +ClientKeyExchange +260 B RSA-OAEP 256 B, session keys derived",
+        r"server C→S tcp \S+ +request .* #0 CREATE_ROOM 'lab' username='alice' password='pw'",
+        r"server S→C tcp \S+ +response .* #0 CREATE_ROOM 'lab' status='ok'",
+        rf"server S→C tcp \S+ +complete .* #1 token {alice.token.hex()} for alice",
+        r"server C→S udp \S+ +hello .* #0 alice",
+        r"server S→C udp \S+ +welcome .* #0 alice +seq=\d+",
+        r"server C→S udp \S+ +chat .* alice +id=1 text='hello bob'",
+        r"server S→C udp \S+ +chat .* bob +seq=\d+ from='alice' text='hello bob'",
     ]
     at = 0
     for pattern in expected:
@@ -275,10 +275,10 @@ def test_the_live_log_shows_the_whole_conversation_in_order(live):
         assert found, f"{pattern!r} not found after offset {at} in:\n{text}"
         at = found.end()
     client_text = render(client_trace)
-    assert re.search(r"client ← tcp \S+ +ServerHello", client_text)
-    assert re.search(r"client → tcp \S+ +ClientKeyExchange", client_text)
-    assert re.search(rf"client ← tcp \S+ +complete .* token {bob.token.hex()} for bob", client_text)
-    assert re.search(r"client ← udp \S+ +chat .* bob +seq=\d+ from='alice' text='hello bob'", client_text)
+    assert re.search(r"client S→C tcp \S+ +ServerHello", client_text)
+    assert re.search(r"client C→S tcp \S+ +ClientKeyExchange", client_text)
+    assert re.search(rf"client S→C tcp \S+ +complete .* token {bob.token.hex()} for bob", client_text)
+    assert re.search(r"client S→C udp \S+ +chat .* bob +seq=\d+ from='alice' text='hello bob'", client_text)
 
 
 def test_render_line_is_one_line_at_a_wide_console(live):
@@ -290,7 +290,7 @@ def test_render_line_is_one_line_at_a_wide_console(live):
 def test_a_live_request_is_explained_with_its_header_fields(live):
     request = first(live[3], kind="request")
     text = render(explain(request))
-    assert text.startswith("request · client → server · tcp · 91 bytes · traced by the server")
+    assert text.startswith("request · client → server · tcp · 91 bytes · seen by the server")
     assert_row(text, "4–74", "ciphertext")
     assert_row(text, "implicit", "seq (implicit)", "0: not sent")
     assert "tag verified, decrypted by the server" in text
@@ -316,7 +316,7 @@ def test_both_sides_trace_the_same_session_keys(live):
     assert server_ckx.raw == client_ckx.raw and server_ckx.keys == client_ckx.keys is not None
     text = render(explain(server_ckx))
     assert_row(text, "derived", "udp_s2c", server_ckx.keys.udp_s2c.hex())
-    assert "traced by the server" in text
+    assert "seen by the server" in text
 
 
 def test_live_datagrams_are_explained_with_their_plaintext(live):
@@ -327,7 +327,7 @@ def test_live_datagrams_are_explained_with_their_plaintext(live):
     assert_row(text, "21–28", "seq", "0")
     assert_row(text, "0–15", "JSON", '{"type":"hello"}')
     welcome = render(explain(first(live[4], kind="welcome", user="alice")))
-    assert "welcome · server → client · udp" in welcome and "traced by the client (alice)" in welcome
+    assert "welcome · server → client · udp" in welcome and "seen by the client (alice)" in welcome
     assert_row(welcome, "json", "type", "'welcome'")
     chat = render(explain(first(live[3], kind="chat", direction="out", user="bob")))
     assert "sealed by the server with udp_s2c" in chat
@@ -343,7 +343,7 @@ def test_a_tampered_live_datagram_is_shown_rejected(live):
     rejected = wait_for(lambda: next((e for e in server_trace.events if e.kind == "rejected"), None),
                         what="the rejected datagram in the trace")
     assert rejected.raw == bytes(datagram)
-    assert re.search(r"server ← udp \S+ +rejected .* REJECTED bad_tag", render(server_trace))
+    assert re.search(r"server C→S udp \S+ +rejected .* REJECTED bad_tag", render(server_trace))
     text = render(explain(rejected))
     assert "REJECTED: bad_tag: authentication tag does not verify" in text
     assert_row(text, "5–20", "token", alice.token.hex())
@@ -470,26 +470,135 @@ def test_odd_fields_never_make_tracing_raise():
     assert "rejected" in render(trace)
 
 
-def test_live_log_prints_a_line_per_packet():
-    console = Console(file=io.StringIO(), width=120, force_terminal=False)
-    live_log = LiveLog(console)
-    live_log(**FIELDS, plaintext=b'{"type":"ping"}', user="alice")
-    live_log(side="server", direction="in", transport="udp", peer=("127.0.0.1", 5000), kind="rejected",
-             raw=b"\x03\x10", error="malformed: too short")
-    lines = console.file.getvalue().splitlines()
-    assert len(lines) == 2 and len(live_log) == 2
-    assert re.search(r"client → udp 127\.0\.0\.1:9002 +ping +40 B", lines[0])
-    assert "server ← udp 127.0.0.1:5000" in lines[1] and "REJECTED malformed: too short" in lines[1]
+class Recorder(io.StringIO):
+    """A console file that notes which threads write to it; ``held``, each write waits for a permit."""
+
+    def __init__(self, held: bool = False):
+        super().__init__()
+        self.threads: set[str] = set()
+        self.entered = 0          # writes begun (the printer is in the last one while held)
+        self.held = held
+        self.permits = threading.Semaphore(0)
+
+    def write(self, text: str) -> int:
+        self.threads.add(threading.current_thread().name)
+        self.entered += 1
+        if self.held:
+            assert self.permits.acquire(timeout=10), "the test never let the console write"
+        return super().write(text)
+
+    def let(self, writes: int) -> None:
+        for _ in range(writes):
+            self.permits.release()
+
+    def let_all(self) -> None:
+        self.held = False
+        self.permits.release()
+
+
+def live_log(file: io.StringIO, width: int = 120, **options) -> LiveLog:
+    return LiveLog(Console(file=file, width=width, force_terminal=False), **options)
+
+
+def test_live_log_prints_a_legend_then_a_line_per_packet_on_a_thread_of_its_own():
+    file = Recorder()
+    log = live_log(file)
+    log(**FIELDS, plaintext=b'{"type":"ping"}', user="alice")
+    log(side="server", direction="in", transport="udp", peer=("127.0.0.1", 5000), kind="rejected",
+        raw=b"\x03\x10", error="malformed: too short")
+    assert log.flush() and len(log) == 2
+    lines = file.getvalue().splitlines()
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("time · seen by · C→S client to server, S→C server to client · transport · peer")
+    assert re.search(r"client C→S udp 127\.0\.0\.1:9002 +ping +40 B", lines[1])
+    assert "server C→S udp 127.0.0.1:5000" in lines[2] and "REJECTED malformed: too short" in lines[2]
+    assert file.threads == {"tcrp-live-log"}   # never the thread that recorded the packets
+    log.close()
+
+
+def printed_seqs(text: str) -> list[int]:
+    return [int(seq) for seq in re.findall(r"ping +40 B #(\d+)", text)]
+
+
+def test_a_live_log_that_falls_behind_counts_what_it_skipped_and_says_so_in_order():
+    file = Recorder(held=True)
+    log = live_log(file, queue=5)
+    log(**FIELDS, seq=0)
+    wait_for(lambda: file.entered == 1, what="the printer stuck writing the legend")
+    for seq in range(1, 26):                   # 1-5 fit in the queue, 6-25 do not
+        log(**FIELDS, seq=seq)
+    assert log.skipped == 20 and len(log) == 26   # all recorded; the recording thread never waited
+    file.let(3)                                # the legend, #0, #1: the printer is stuck on #2
+    wait_for(lambda: file.entered == 4, what="the printer writing #2")
+    log(**FIELDS, seq=26)                      # room again: the count goes first, where the gap was
+    file.let_all()
+    assert log.flush()
+    text = file.getvalue()
+    assert printed_seqs(text) == [0, 1, 2, 3, 4, 5, 26]
+    assert text.count("not shown") == 1 and "… 20 packets not shown: the log fell behind" in text
+    assert text.index("#5") < text.index("not shown") < text.index("#26")
+    log(**FIELDS, seq=27)
+    assert log.flush() and file.getvalue().count("not shown") == 1 and printed_seqs(file.getvalue())[-1] == 27
+    log.close()
+
+
+def test_a_live_log_that_catches_up_says_how_many_it_skipped():
+    file = Recorder(held=True)
+    log = live_log(file, queue=2)
+    log(**FIELDS, seq=0)
+    wait_for(lambda: file.entered == 1, what="the printer stuck writing the legend")
+    for seq in range(1, 11):
+        log(**FIELDS, seq=seq)
+    file.let_all()
+    assert log.flush()
+    text = file.getvalue()
+    assert printed_seqs(text) == [0, 1, 2] and "… 8 packets not shown" in text and log.skipped == 8
+    log.close()
+
+
+def test_closing_a_live_log_prints_what_is_queued_and_ends_its_printer():
+    file = Recorder()
+    log = live_log(file)
+    printers = [t for t in threading.enumerate() if t.name == "tcrp-live-log"]
+    for seq in range(50):
+        log(**FIELDS, seq=seq)
+    log.close()
+    assert len(re.findall(r"ping +40 B", file.getvalue())) == 50
+    wait_for(lambda: [t for t in threading.enumerate() if t.name == "tcrp-live-log"] != printers or
+             not any(t.is_alive() for t in printers), what="the printer thread to end")
+    assert not log._printer.is_alive()
+    printed = file.getvalue()
+    log(**FIELDS, seq=50)                       # still recorded, no longer printed
+    assert len(log) == 51 and file.getvalue() == printed
+    with pytest.raises(ValueError, match="queue must be a positive number"):
+        LiveLog(queue=0)
 
 
 def test_a_narrow_console_drops_the_peer_column_and_wraps_rather_than_cuts():
-    console = Console(file=io.StringIO(), width=60, force_terminal=False)
-    live_log = LiveLog(console)
-    live_log(side="server", direction="in", transport="udp", peer=("127.0.0.1", 5000), kind="rejected",
-             raw=b"\x03\x10", error="malformed: datagram shorter than its two size bytes")
-    text = console.file.getvalue()
-    assert "127.0.0.1" not in text and re.search(r"server ← udp rejected +2 B REJECTED", text)
+    file = Recorder()
+    log = live_log(file, width=60)
+    log(side="server", direction="in", transport="udp", peer=("127.0.0.1", 5000), kind="rejected",
+        raw=b"\x03\x10", error="malformed: datagram shorter than its two size bytes")
+    log.close()
+    text = file.getvalue()
+    assert "127.0.0.1" not in text and "peer" not in text
+    assert re.search(r"server C→S udp rejected +2 B REJECTED", text)
     assert "two size bytes" in text.replace("\n", " ")
+
+
+def test_arrows_go_from_sender_to_receiver_and_the_side_that_saw_it_is_said_apart():
+    cases = [("client", "out", "C→S", "client → server"), ("server", "in", "C→S", "client → server"),
+             ("server", "out", "S→C", "server → client"), ("client", "in", "S→C", "server → client")]
+    for side, direction, arrow, words in cases:
+        event = PacketEvent(time=0.0, side=side, direction=direction, transport="udp", peer=("10.0.0.9", 9002),
+                            kind="ping", raw=b"\x00" * 40)
+        assert event.arrow == arrow
+        for width in (60, 80, 99, 100, 160):
+            line = render(render_line(event, width), width).splitlines()
+            assert len(line) == 1 and len(line[0]) <= width, (width, line)
+            assert re.search(rf"\d {side} +{arrow} udp ", line[0]) and ("10.0.0.9" in line[0]) == (width >= 100)
+        text = render(explain(event))
+        assert f" · {words} · udp · 40 bytes · seen by the {side}" in text.splitlines()[0]
 
 
 # --- python -m tcrp_lab.server --trace ---------------------------------------------------------------
@@ -520,8 +629,8 @@ def test_the_server_cli_prints_the_live_trace(tmp_path):
         alice.send("hi from the cli test")
         bob.wait_for_messages(1, timeout=5)
         wanted = {"ServerHello": r"ServerHello +319 B", "request": r"request .* CREATE_ROOM 'lab'",
-                  "complete": rf"complete .* token {alice.token.hex()}", "hello": r"← udp \S+ +hello",
-                  "welcome": r"→ udp \S+ +welcome", "chat": r"chat .* text='hi from the cli test'"}
+                  "complete": rf"complete .* token {alice.token.hex()}", "hello": r"C→S udp \S+ +hello",
+                  "welcome": r"S→C udp \S+ +welcome", "chat": r"chat .* text='hi from the cli test'"}
         seen = ""
         while wanted:
             seen += out.get(timeout=10)
@@ -596,3 +705,118 @@ def test_legacy_traffic_is_laid_out_as_tcrp1_with_its_flaws():
     assert_row(chat, "0–13", "text", "alice: pay 100")
     assert "the token in clear" in chat
     assert re.search(r"ClientKeyExchange +260 B TCRP/1: RSA-OAEP 256 B of key \| iv", render(trace))
+
+
+# --- bounded memory ----------------------------------------------------------------------------------
+
+
+def test_a_trace_keeps_the_first_event_bytes_of_each_event_and_says_the_rest_was_not_kept(live, tmp_path):
+    chat = first(live[3], kind="chat", direction="out")            # 122 bytes, 67 of plaintext
+    small = Trace(event_bytes=40)
+    small.add(chat)
+    cut = small[0]
+    assert (len(cut.raw), cut.raw_size, cut.size) == (40, len(chat.raw), len(chat.raw)) and cut.raw == chat.raw[:40]
+    assert (cut.plaintext, cut.plaintext_size) == (chat.plaintext[:40], len(chat.plaintext))
+    assert cut.truncated and cut.message is None and not chat.truncated
+    assert small.kept_bytes == 80
+    line = render(render_line(cut))
+    assert f"{len(chat.raw)} B" in line and f"[40 of {len(chat.raw)} B kept]" in line and "(not kept)" in line
+
+    for event in (cut, Trace.load(small.save(tmp_path / "cut.jsonl"))[0]):   # saved and loaded, still cut
+        assert event.truncated and event.size == len(chat.raw) and event.plaintext_size == len(chat.plaintext)
+        result = explain(event)
+        text = render(result, width=300)
+        assert result.truncated and not result.rejected and not result.partial
+        assert text.splitlines()[0].endswith(" · truncated")
+        assert f"TRUNCATED: the trace kept the first 40 of its {len(chat.raw)} bytes and the first 40 of the " \
+               f"{len(chat.plaintext)} bytes of its plaintext; the rest was not kept" in text.replace("\n", " ")
+        assert_row(text, "0–39", "first 40 bytes")
+        assert_row(text, "not kept", "not kept", f"bytes 40–{len(chat.raw) - 1}")
+        assert "PARTIAL" not in text and "REJECTED" not in text
+
+    whole = Trace(event_bytes=len(chat.raw))                        # a cap the event fits is no cut
+    whole.add(chat)
+    assert whole[0] is chat
+
+
+def test_a_trace_keeps_a_whole_64_kib_frame_by_default():
+    trace = Trace()
+    trace(**{**FIELDS, "transport": "tcp", "raw": bytes(4 + 65536)}, plaintext=bytes(65536 - 16))
+    assert not trace[0].truncated and trace[0].size == 65540
+
+
+def test_a_trace_keeps_at_most_total_bytes_evicting_the_oldest_events():
+    trace = Trace(total_bytes=1000, event_bytes=400)
+    for seq in range(10):
+        trace(**{**FIELDS, "raw": bytes(300)}, seq=seq)
+    assert [e.seq for e in trace] == [7, 8, 9] and trace.kept_bytes == 900 and trace.total == 10
+    trace(**{**FIELDS, "raw": bytes(500)}, plaintext=bytes(500), seq=10)   # cut to 400 + 400: alone it fits
+    assert [e.seq for e in trace] == [10] and trace.kept_bytes == 800
+    huge = Trace(total_bytes=100)
+    huge(**{**FIELDS, "raw": bytes(500)})                           # larger than the total: the newest stays
+    assert len(huge) == 1 and huge.kept_bytes == 500
+    huge.clear()
+    assert len(huge) == 0 and huge.kept_bytes == 0
+    for name in ("limit", "event_bytes", "total_bytes"):
+        with pytest.raises(ValueError, match=f"{name} must be a positive number"):
+            Trace(**{name: 0})
+
+
+# --- text from others is shown as text ----------------------------------------------------------------
+
+HOSTILE = ["[bold]x[/]", "[/]", "\x1b]52;c;aGVsbG8=\x07", "\x1b[2J", "\u202eecila", "a\x9b31mb\u2066c"]
+UNSAFE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+                    r"\ud800-\udfff]")   # all but the newline between the lines of a rendering
+
+
+def sealed_frame(plaintext: bytes) -> bytes:
+    """A frame the size of ``plaintext`` sealed (its bytes do not matter: the event carries the plaintext)."""
+    return encode_frame(bytes(len(plaintext) + 16))
+
+
+def assert_shown_as_text(text: str, hostile: str) -> None:
+    assert not UNSAFE.search(text), f"a control character reached the output: {text!r}"
+    assert visible(hostile) in text, f"{visible(hostile)!r} not shown in {text!r}"
+
+
+def test_visible_escapes_controls_and_bidi_but_keeps_every_script():
+    unsafe = [*range(0x20), *range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F, 0x2028, 0x2029,
+              *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0xD800, 0xDFFF]
+    for code in unsafe:
+        shown = visible(f"a{chr(code)}b")
+        assert shown == (f"a\\x{code:02x}b" if code < 0x100 else f"a\\u{code:04x}b"), hex(code)
+    for honest in ("さくら", "Zoë", "مرحبا", "👩\u200d💻 🇯🇵", "x[/]y", "tab-free text"):
+        assert visible(honest) == honest
+    assert visible("line\none\ttab", keep="\n") == "line\none\\x09tab"
+
+
+def test_names_rooms_and_texts_from_the_network_are_shown_as_text_never_as_markup_or_controls():
+    for hostile in HOSTILE:
+        trace = Trace()
+        room_chat = RoomChat(seq=1, sender=hostile, text=hostile, ts=0.0)
+        trace(side="client", direction="in", transport="udp", peer=("127.0.0.1", 9002), kind="chat",
+              raw=b"\x00" * 60, message=room_chat, plaintext=room_chat.encode(), user=hostile, session=hostile)
+        request = Message.create_room(hostile, hostile, "pw")
+        trace(side="server", direction="in", transport="tcp", peer=("127.0.0.1", 5000), kind="request",
+              raw=sealed_frame(request.encode()), message=request, plaintext=request.encode(), user=hostile, seq=0)
+        complete = Message(Operation.JOIN_ROOM, State.COMPLETE, hostile, {"token": "00" * 16, "username": hostile})
+        trace(side="server", direction="out", transport="tcp", peer=("127.0.0.1", 5000), kind="complete",
+              raw=sealed_frame(complete.encode()), message=complete, plaintext=complete.encode())
+        trace(side="server", direction="in", transport="udp", peer=("127.0.0.1", 5000), kind="rejected",
+              raw=b"\x00" * 60, error=f"bad name {hostile}", user=hostile)
+        trace(side="client", direction="in", transport="udp", peer=("127.0.0.1", 9002), kind="chat",
+              raw=b"\x00" * 60, plaintext=hostile.encode("utf-8", "surrogatepass"))
+        log = render(trace, width=400)
+        for line in log.splitlines()[1:]:
+            assert_shown_as_text(line, hostile)
+        assert_shown_as_text(render(trace.summary(), width=400), hostile)
+        for event in trace:
+            assert_shown_as_text(render(explain(event), width=400), hostile)
+        assert_shown_as_text(render(explain(room_chat.encode(), kind="payload"), width=400), hostile)
+        assert_shown_as_text(render(explain(request.encode(), kind="message"), width=400), hostile)
+    # JSON can carry a lone surrogate (no UTF-8 can): shown as an escape, not a crash of the console
+    surrogate = b'{"type":"chat","seq":1,"from":"\\ud800","text":"x","ts":0}'
+    assert_shown_as_text(render(explain(surrogate, kind="payload", direction="s2c"), width=400), "\ud800")
+    trace = Trace()
+    trace(**FIELDS, message=RoomChat(seq=1, sender="\ud800", text="x", ts=0.0), user="\ud800")
+    assert_shown_as_text(render(trace, width=400).splitlines()[1], "\ud800")

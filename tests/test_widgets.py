@@ -7,18 +7,24 @@ check on a panel waits (bounded) for the widget value to change.
 
 from __future__ import annotations
 
+import collections
+import html
 import re
 import socket
 import subprocess
 import sys
+import time
 
 import ipywidgets
 import pytest
 
 from tcrp_lab import ChatServer
+from tcrp_lab import widgets as panel_module
+from tcrp_lab.client import ChatMessage, RoomEvent
 from tcrp_lab.crypto import ServerKey
 from tcrp_lab.protocol import MAX_TEXT
-from tcrp_lab.widgets import ChatPanel
+from tcrp_lab.trace import visible
+from tcrp_lab.widgets import SHOWN, ChatPanel
 from tests.conftest import wait_for
 
 KEY = ServerKey.demo()   # RSA key generation is not what these tests are about
@@ -154,9 +160,11 @@ def test_chat_both_ways_with_sender_time_and_own_messages_distinguished(server, 
 
 def test_text_from_the_network_is_escaped(server, panels):
     alice, bob = create_and_join(panels, server)
-    press_enter(alice, "<img src=x onerror=alert(1)> & <b>bold</b>")
-    shows(bob.messages, "&lt;img src=x onerror=alert(1)&gt; &amp; &lt;b&gt;bold&lt;/b&gt;")
+    press_enter(alice, "<img src=x onerror=alert(1)> & <b>bold</b> [bold]x[/] \u202eevil\nsecond line")
+    shows(bob.messages, "&lt;img src=x onerror=alert(1)&gt; &amp; &lt;b&gt;bold&lt;/b&gt; [bold]x[/] "
+                        "\\u202eevil\nsecond line")   # a line break stays a line break
     assert "<img" not in bob.messages.value and "<b>bold" not in bob.messages.value
+    assert "\u202e" not in bob.messages.value
 
 
 def test_a_newcomer_sees_recent_history(server, panels):
@@ -308,3 +316,95 @@ def test_the_packet_pane_shows_this_panels_own_packets(server, panels):
     bob.trace_toggle.value = True                    # shown on demand, from what was recorded
     assert bob.trace_view.layout.display != "none"
     shows(bob.trace_view, "packets &lt;please&gt;")
+
+
+# --- many messages, warnings, hostile text: delivered as the client's receive thread does ---------------
+
+
+def deliver(panel: ChatPanel, *items: ChatMessage | RoomEvent) -> None:
+    """What the client's receive thread does for each new room item: add it to the log, call back."""
+    client = panel.client
+    for item in items:
+        client.log.append(item)
+        (client.on_message if isinstance(item, ChatMessage) else client.on_event)(item)
+
+
+def chats(texts, sender: str = "bob") -> list[ChatMessage]:
+    return [ChatMessage(seq=1000 + i, sender=sender, text=text, ts=time.time()) for i, text in enumerate(texts)]
+
+
+def in_room(panels: list, server: ChatServer) -> ChatPanel:
+    alice = open_panel(panels, server, "alice")
+    fill(alice, "create", "lab")
+    alice.go.click()
+    shows(alice.messages, "alice created the room")
+    return alice
+
+
+def test_a_burst_of_messages_is_one_update_each_rendered_once_and_at_most_SHOWN_on_screen(server, panels,
+                                                                                           monkeypatch):
+    monkeypatch.setattr(panel_module, "CHAT_REFRESH", 1.0)   # a burst of a few ms falls in one update, however loaded
+    alice = in_room(panels, server)
+    rendered = collections.Counter()
+    real = panel_module._render_item
+    monkeypatch.setattr(panel_module, "_render_item", lambda item: rendered.update([id(item)]) or real(item))
+    updates = []
+    alice.messages.observe(lambda change: updates.append(change["new"]), "value")
+
+    first_burst = chats(f"m{i:03d}." for i in range(150))
+    deliver(alice, *first_burst)
+    shows(alice.messages, "m149.")
+    assert len(updates) <= 2, f"{len(updates)} updates for one burst of 150 messages"
+    second_burst = chats(f"m{i:03d}." for i in range(150, 300))
+    deliver(alice, *second_burst)
+    shows(alice.messages, "m299.")
+    assert len(updates) <= 4, f"{len(updates)} updates for two bursts of 150 messages"
+
+    # each message's HTML was made once, though the view was rendered several times
+    assert [rendered[id(item)] for item in first_burst + second_burst] == [1] * 300
+    shown = alice.messages.value
+    assert shown.count("class='tcrp-msg ") == SHOWN   # the last SHOWN items, newest at the bottom
+    assert "m100." in shown and "m099." not in shown and "alice created the room" not in shown
+    assert shown.index("m299.") < shown.index("m100.")   # column-reverse: newest first in the HTML
+
+
+def test_refused_undelivered_and_missed_are_shown_as_warnings_with_their_text(server, panels):
+    alice = in_room(panels, server)
+    warnings = [
+        RoomEvent("refused", "Your message was refused: it is longer than the server accepts.", reason="too_long"),
+        RoomEvent("undelivered", "“<b>hi</b>” was not delivered: the server did not answer after 10 tries."),
+        RoomEvent("missed", "Messages 5-7 were lost: the server no longer has them."),
+    ]
+    deliver(alice, *warnings)
+    shows(alice.messages, "Messages 5-7 were lost")
+    found = re.findall(r"<div class='tcrp-event tcrp-event-(\w+) tcrp-warning'[^>]*>⚠ ([^<]*)</div>",
+                       alice.messages.value)
+    assert found == [("missed", "Messages 5-7 were lost: the server no longer has them."),   # newest first
+                     ("undelivered", ("“&lt;b&gt;hi&lt;/b&gt;” was not delivered: the server did not answer "
+                                      "after 10 tries.")),
+                     ("refused", "Your message was refused: it is longer than the server accepts. (too_long)")]
+    assert "<div class='tcrp-event tcrp-event-joined' " in alice.messages.value   # other events: not warnings
+
+
+HOSTILE = ["[bold]x[/]", "[/]", "\x1b]52;c;aGVsbG8=\x07", "\x1b[2J", "\u202eecila", "<img src=x onerror=alert(1)>"]
+CONTROLS = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def test_names_rooms_and_texts_with_markup_or_controls_are_shown_as_text(server, panels, monkeypatch):
+    alice = in_room(panels, server)
+    client = alice.client
+    for hostile in HOSTILE:   # names our server refuses, as a hostile server could send them
+        monkeypatch.setattr(type(client), "room", property(lambda self, name=f"room {hostile}": name), raising=False)
+        monkeypatch.setattr(type(client), "username", property(lambda self, name=f"me {hostile}": name),
+                            raising=False)
+        client.members.append(f"member {hostile}")
+        deliver(alice, *chats([f"said {hostile}"], sender=f"sender {hostile}"),
+                RoomEvent("joined", f"{hostile} joined", user=hostile),
+                RoomEvent("refused", f"refused: {hostile}", reason=hostile))
+        shows(alice.messages, html.escape(f"said {visible(hostile)}"))
+        shows(alice.status, html.escape(f"me {visible(hostile)}"))
+        page = alice.status.value + alice.messages.value + alice.members.value
+        for shown in (f"room {hostile}", f"me {hostile}", f"member {hostile}", f"sender {hostile}",
+                      f"{hostile} joined", f"refused: {hostile}"):
+            assert html.escape(visible(shown)) in page, shown
+        assert not CONTROLS.search(page) and "<img" not in page

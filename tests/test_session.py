@@ -1,0 +1,166 @@
+"""A member's protocol state without a socket: order, gaps, bounded retries, refusals, challenges."""
+
+from __future__ import annotations
+
+import pytest
+
+from tcrp_lab.protocol import (
+    Ack, Challenge, Chat, Hello, Kicked, Leave, Ping, Pong, Refused, Resend, Response, RoomChat, RoomClosed,
+    SystemEvent, Welcome,
+)
+from tcrp_lab.session import (
+    GAP_GRACE, MAX_GAP_TRIES, MAX_TRIES, RESEND_BATCH, SEND_WINDOW, ChatMessage, MemberSession, RoomEvent,
+    SessionState,
+)
+
+
+def joined(history: int = 0, **options) -> MemberSession:
+    session = MemberSession("lab", "alice", now=0.0, history=history, **options)
+    assert session.start(0.0) == [Hello()]
+    session.receive(Welcome(seq=0), 0.01)
+    assert session.state is SessionState.JOINED
+    return session
+
+
+def chat(seq: int, sender: str = "bob", text: str | None = None) -> RoomChat:
+    return RoomChat(seq=seq, sender=sender, text=text or f"m{seq}", ts=1.0)
+
+
+def run_timers(session: MemberSession, start: float, until: float) -> tuple[list, list]:
+    """Call poll() at every deadline the session names, as the shell does; what it sent and said."""
+    now, sent, items = start, [], []
+    while now <= until:
+        out, new = session.poll(now)
+        sent += out
+        items += new
+        now = max(session.next_deadline(now), now + 1e-6)
+    return sent, items
+
+
+def test_hello_is_retransmitted_with_back_off_a_bounded_number_of_times():
+    session = MemberSession("lab", "alice", now=0.0)
+    sent = session.start(0.0)
+    more, _ = run_timers(session, 0.0, 120.0)
+    hellos = [p for p in sent + more if isinstance(p, Hello)]
+    assert len(hellos) == MAX_TRIES
+    assert session.state is SessionState.JOINING
+
+
+def test_a_chat_that_is_never_acknowledged_is_given_up_with_an_event():
+    session = joined()
+    chat_id, out = session.send("hello?", 1.0)
+    assert out == [Chat(id=chat_id, text="hello?")]
+    sent, items = run_timers(session, 1.0, 120.0)
+    assert [p for p in sent if isinstance(p, Chat)] == [Chat(id=1, text="hello?")] * (MAX_TRIES - 1)
+    assert [(e.kind, e.chat_id) for e in items] == [("undelivered", 1)]
+    assert "after 16 tries" in items[0].text and session.unacknowledged == 0
+    assert session.stats["undelivered"] == 1 and session.events[-1] is items[0]
+
+
+def test_retransmissions_back_off_exponentially_up_to_the_ceiling():
+    session = joined()
+    session.send("x", 0.0)
+    times, now = [], 0.0
+    while len(times) < 6:
+        out, _ = session.poll(now)
+        if out and isinstance(out[0], Chat):
+            times.append(now)
+        now = session.next_deadline(now)
+    gaps = [round(b - a, 3) for a, b in zip(times, times[1:])]
+    assert gaps == [0.3, 0.6, 1.0, 1.0, 1.0]   # 0.15 doubled each time, at most 1 s
+
+
+def test_a_refused_chat_stops_at_once_and_says_why():
+    session = joined()
+    session.send("x" * 1001, 0.0)
+    out, items = session.receive(Refused(id=1, code="invalid_text", message="a message must be 1-1000 characters"), 0.1)
+    assert out == [] and [(e.kind, e.reason, e.chat_id) for e in items] == [("refused", "invalid_text", 1)]
+    assert "1-1000 characters" in items[0].text and session.unacknowledged == 0
+    assert session.receive(Refused(id=1, code="invalid_text", message="again"), 0.2)[1] == []   # told once
+    sent, _ = run_timers(session, 0.2, 10.0)
+    assert not any(isinstance(p, Chat) for p in sent)
+
+
+def test_a_challenge_is_answered_once_with_its_data():
+    session = joined()
+    out, items = session.receive(Challenge(data="ab" * 16), 1.0)
+    assert out == [Response(data="ab" * 16)] and items == []
+
+
+def test_a_gap_is_asked_for_from_its_first_seq_and_filled_in_order():
+    session = joined()
+    session.receive(chat(1), 0.1)
+    _, items = session.receive(chat(4), 0.2)
+    assert items == []                                       # 2 and 3 missing: held back
+    out, _ = session.poll(0.2 + GAP_GRACE + 0.01)
+    assert Resend(2, 4) in out                               # go-back-N from the first gap
+    session.receive(chat(3), 0.3)
+    _, items = session.receive(chat(2), 0.3)
+    assert [m.seq for m in items] == [2, 3, 4] and [m.seq for m in session.messages] == [1, 2, 3, 4]
+
+
+def test_a_gap_that_never_fills_is_skipped_after_bounded_requests():
+    session = joined()
+    session.receive(chat(1), 0.1)
+    session.receive(chat(5), 0.1)
+    sent, items = run_timers(session, 0.1, 120.0)
+    assert len([p for p in sent if isinstance(p, Resend)]) == MAX_GAP_TRIES
+    missed = [e for e in items if isinstance(e, RoomEvent)]
+    assert [(e.kind, e.seq) for e in missed] == [("missed", 2)] and "(2-4)" in missed[0].text
+    assert [m.seq for m in session.messages] == [1, 5]       # delivery goes on after the hole
+
+
+def test_pong_reveals_a_lost_tail_and_resend_asks_at_most_a_batch():
+    session = joined()
+    session.receive(Pong(seq=200), 0.1)
+    out, _ = session.poll(0.1 + GAP_GRACE + 0.01)
+    assert Resend(1, RESEND_BATCH) in out
+
+
+def test_the_send_window_queues_chats_and_releases_them_as_acks_come():
+    session = joined()
+    outs = [session.send(f"m{i}", 0.0)[1] for i in range(SEND_WINDOW + 5)]
+    assert sum(len(o) for o in outs) == SEND_WINDOW and session.unacknowledged == SEND_WINDOW + 5
+    session.receive(Ack(id=1, seq=1), 0.01)
+    out, _ = session.poll(0.01)
+    assert [p.id for p in out if isinstance(p, Chat)] == [SEND_WINDOW + 1]
+
+
+def test_history_at_the_welcome_and_our_own_join_event():
+    session = MemberSession("lab", "carol", now=0.0, history=2)
+    session.start(0.0)
+    _, items = session.receive(Welcome(seq=5), 0.01)
+    assert items == [] and session.next_deadline(0.01) <= 0.01 + GAP_GRACE + 1e-9
+    out, _ = session.poll(0.1)
+    assert Resend(4, 5) in out                                # the last two before we came
+    session.receive(chat(4), 0.1)
+    session.receive(chat(5), 0.1)
+    _, items = session.receive(SystemEvent(seq=6, event="joined", user="carol", text="carol joined"), 0.1)
+    assert [type(i) for i in session.log] == [ChatMessage, ChatMessage, RoomEvent] and "carol" in session.members
+
+
+def test_the_end_of_the_room_stops_everything():
+    session = joined()
+    session.send("x", 0.0)
+    _, items = session.receive(RoomClosed(reason="host_left"), 0.1)
+    assert [(e.kind, e.reason) for e in items] == [("room_closed", "host_left")]
+    assert session.state is SessionState.ROOM_CLOSED and session.poll(5.0) == ([], [])
+    with pytest.raises(RuntimeError, match="room_closed"):
+        session.send("late", 5.0)
+    other = joined()
+    assert other.receive(Kicked(reason="timeout"), 0.1)[1][0].kind == "kicked"
+    assert joined().leave() == [Leave()]
+
+
+def test_the_logs_are_bounded_and_the_count_goes_on():
+    session = joined(log_limit=100)
+    for seq in range(1, 1001):
+        session.receive(chat(seq), 0.1)
+    assert len(session.messages) <= 110 and len(session.log) <= 110
+    assert session.messages[-1].seq == 1000 and session.message_count == 1000
+
+
+def test_pings_keep_the_session_alive_when_nothing_happens():
+    session = joined(ping_interval=2.0)
+    sent, _ = run_timers(session, 0.0, 10.0)
+    assert 4 <= sum(isinstance(p, Ping) for p in sent) <= 6
