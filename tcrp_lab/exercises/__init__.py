@@ -17,7 +17,7 @@ from typing import Any
 
 from .common import Case, CheckResult, check
 
-LESSON_MODULES = ("start", "sockets", "packets", "crypto", "threads", "timeouts", "reliability", "legacy")
+LESSON_MODULES = ("start", "sockets", "packets", "crypto", "threads", "timeouts", "reliability", "legacy", "attacks")
 
 
 def __getattr__(name: str) -> Any:
