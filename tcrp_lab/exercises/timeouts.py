@@ -8,8 +8,9 @@ learner's ``reap_decision(scenario)`` returns a :class:`Decision`: who gets ``ki
 Nothing is written down twice: each scenario is built by driving a real
 :class:`tcrp_lab.rooms.RoomRegistry` (create and join the rooms, then a ``hello`` from each member
 at the time of its last activity), read back from that registry, and the expected decision is what
-``registry.reap(now)`` returns for it. Members say their first ``hello`` as they join, as a real
-client does, so none is left provisional; the scenario lists whoever the registry holds.
+``registry.reap(now)`` returns for it. Each member's first datagram comes as it joins, as a real
+client's does: the server knows its address and none is left provisional. The scenario lists
+whoever the registry holds.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from ..crypto import SeededRandom, SessionKeys
 from ..protocol import Kicked, ProtocolError, RoomClosed, SystemEvent
-from ..rooms import RoomRegistry
+from ..rooms import Member, RoomRegistry
 from .common import CheckResult, raised, show
 
 __all__ = ["Decision", "Scenario", "Seen", "check_reap_decision", "generated", "handmade", "server_decision"]
@@ -107,6 +108,14 @@ class _Plan:
     rooms: tuple[tuple[str, tuple[tuple[str, float], ...]], ...]
 
 
+def _first_datagram(registry: RoomRegistry, member: Member, port: int) -> None:
+    """What the server does with a member's first datagram, at once after the join: it learns where
+    to send (the reaper tells only members it can reach) and takes the ``hello``, which makes the
+    member a full one rather than a provisional one."""
+    member.address = ("192.0.2.1", port)
+    registry.hello(member)
+
+
 def _build(plan: _Plan) -> tuple[RoomRegistry, Scenario]:
     """Drive a real registry into the plan; the Scenario is read back from it."""
     start = NOW - max(idle for _, who in plan.rooms for _, idle in who) - 1
@@ -121,7 +130,7 @@ def _build(plan: _Plan) -> tuple[RoomRegistry, Scenario]:
                 member, _ = join(room, name, "", _KEYS)
             except ProtocolError:
                 continue   # a name this server refuses: the scenario is what the registry holds
-            registry.hello(member)   # its first datagram, at once: a full member, not a provisional one
+            _first_datagram(registry, member, port=50_000 + len(members))
             members.append((NOW - idle, member))
     for last, member in sorted(members, key=lambda pair: pair[0]):   # the clock only moves forward
         clock[0] = last
