@@ -535,5 +535,5 @@ class RoomRegistry:
                 del self._rooms_by[room.creator]
             while room.history:
                 self._forget_oldest(room)
-        told = tuple(m for m in members if m is not exclude and m.address is not None)
+        told = tuple(m for m in members if m is not exclude)   # the shell skips those without an address
         return [Delivery(RoomClosed(reason=reason), told)] if told else []
