@@ -146,14 +146,6 @@ class RoomRegistry:
                                                           free=self.limits.password_free_tries)
         self._scrypt = threading.BoundedSemaphore(max(1, self.limits.max_password_checks))
 
-    @property
-    def max_rooms(self) -> int:
-        return self.limits.max_rooms
-
-    @property
-    def max_members(self) -> int:
-        return self.limits.max_members
-
     # --- queries ---------------------------------------------------------------------------
 
     def session(self, token: bytes) -> Member | None:

@@ -147,14 +147,6 @@ class ChatServer:
     # --- public face -----------------------------------------------------------------------
 
     @property
-    def handshake_timeout(self) -> float:
-        return self.limits.handshake_timeout
-
-    @property
-    def max_connections(self) -> int:
-        return self.limits.max_connections
-
-    @property
     def address(self) -> ServerAddress:
         """The bound address, with the real ports once started."""
         return self._bound or ServerAddress(self.host, *self._ports)
