@@ -1,0 +1,222 @@
+"""TCRP/2 (TCRP.md §2-§5, §8) as the server speaks it: the handshake, requests, and datagrams checked
+against every budget before the registry decides.
+
+:class:`SecureProfile` is what :class:`~tcrp_lab.server.ChatServer` runs by default (the legacy
+design is :mod:`tcrp_lab.legacy`). The server shell hands it each connection and each datagram; it
+answers through the shell (``deliver``, ``drop``, ``trace``) and never touches a socket of its own
+but the connection it was given.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from .crypto import AuthenticationError, RecordLayer, ReplayError, SessionKeys, accept_key_exchange, server_hello
+from .net import ConnectionClosed, FramedSocket, wire_frame
+from .protocol import (
+    MAX_DATAGRAM, MAX_FRAME, TAG_SIZE, Chat, Datagram, ErrorCode, Hello, Leave, Message, Operation, Ping,
+    ProtocolError, Refused, Resend, Response, State, decode_message, decode_payload,
+)
+from .rooms import Delivery, Member
+
+if TYPE_CHECKING:
+    from .server import ChatServer
+
+__all__ = ["SecureProfile"]
+
+MAX_FAILED_REQUESTS = 3       #: failed requests before the server closes the connection
+
+
+class SecureProfile:
+    """TCRP/2 (TCRP.md §2-§5): the handshake, encrypted requests and AEAD datagrams."""
+
+    name = "TCRP/2"
+
+    def __init__(self, server: ChatServer):
+        self.server = server
+        self.registry = server.registry
+
+    # TCP: handshake, then requests until a successful create/join (or 3 failures).
+    def handle_connection(self, io: FramedSocket, peer: tuple[str, int]) -> None:
+        server, trace = self.server, self.server.trace
+        session = f"tcp {peer[0]}:{peer[1]}"
+        hello = server_hello(server.key, server.rng)
+        if trace:
+            trace(side="server", direction="out", transport="tcp", peer=peer, raw=wire_frame(hello.body),
+                  kind="ServerHello", message=hello, session=session)
+        deadline, io.deadline = io.deadline, min(io.deadline or float("inf"),
+                                                 time.monotonic() + server.limits.key_exchange_timeout)
+        io.send(hello.body)
+        ckx = io.recv()   # §8.1: within key_exchange_timeout, or the connection is closed
+        io.deadline = deadline
+        keys = None
+        try:
+            keys = accept_key_exchange(server.key, hello, ckx)
+        finally:  # traced even when it fails to decrypt
+            if trace:
+                trace(side="server", direction="in", transport="tcp", peer=peer, raw=wire_frame(ckx),
+                      kind="ClientKeyExchange", session=session, keys=keys, hello=hello)
+        server.key_exchanged(io.sock)
+        records = RecordLayer.server(keys)
+        failures = 0
+        while failures < MAX_FAILED_REQUESTS:
+            try:
+                body = io.recv()
+            except ConnectionClosed:
+                if io.partial:
+                    raise
+                return  # a client that listed rooms and went: a normal end
+            seq = records.recv_seq
+            try:
+                plaintext = records.open(body)
+            except AuthenticationError:
+                if trace:
+                    trace(side="server", direction="in", transport="tcp", peer=peer, raw=wire_frame(body),
+                          kind="rejected", seq=seq, error="frame does not authenticate", session=session)
+                server.drop("tcp_bad_tag", peer)
+                return  # TCRP.md §2: close, answer nothing
+            request: Message | None = None
+            complete, deliveries = None, []
+            try:
+                request = decode_message(plaintext)
+                if request.state is not State.REQUEST:
+                    raise ProtocolError(f"a client sends requests (state 0), not state {int(request.state)}")
+                reply, complete, deliveries = self._answer(request, keys, peer[0])
+            except ProtocolError as exc:
+                reply = _error_reply(request, plaintext, exc)
+            if trace:
+                trace(side="server", direction="in", transport="tcp", peer=peer, raw=wire_frame(body), kind="request",
+                      seq=seq, message=request, plaintext=plaintext, session=session)
+            for message in (reply, complete) if complete else (reply,):
+                out = message.encode()
+                seq = records.send_seq
+                body = records.seal(out)
+                if trace:
+                    trace(side="server", direction="out", transport="tcp", peer=peer, raw=wire_frame(body),
+                          kind="complete" if message.state is State.COMPLETE else "response", seq=seq,
+                          message=message, plaintext=out, session=session)
+                io.send(body)
+            if complete:
+                server.deliver(deliveries)  # the "joined" event, now that the COMPLETE is out
+                return
+            if reply.payload.get("status") == "error":
+                failures += 1
+                server.drop("request_error:" + str(reply.payload.get("code")), peer)
+        server.drop("too_many_failed_requests", peer)
+
+    def _answer(self, request: Message, keys: SessionKeys,
+                source: str) -> tuple[Message, Message | None, list[Delivery]]:
+        """The RESPONSE, the COMPLETE (after a create or join) and what the room must be told."""
+        if request.operation is Operation.LIST_ROOMS:
+            return _room_list_reply(request, self.registry.list_rooms()), None, []
+        username, password = request.credentials()
+        join = self.registry.create_room if request.operation is Operation.CREATE_ROOM else self.registry.join_room
+        member, deliveries = join(request.room, username, password, keys, source=source)
+        self.server.count("joins")
+        room = member.room
+        complete = request.reply({
+            "token": member.token.hex(), "udp_port": self.server.address.udp_port, "room": room.name,
+            "username": member.username, "is_host": member.is_host, "members": list(room.members),
+        }, State.COMPLETE)
+        return request.reply({"status": "ok"}), complete, deliveries
+
+    # UDP: authenticate, check the budgets, then let the registry decide.
+    def handle_datagram(self, data: bytes, peer: tuple[str, int]) -> None:
+        server, registry = self.server, self.registry
+        try:
+            datagram = Datagram.decode(data)
+        except ProtocolError as exc:
+            return self._reject(data, peer, "oversize" if len(data) > MAX_DATAGRAM else "malformed", exc.reason)
+        member = registry.session(datagram.token)
+        if member is None:
+            return self._reject(data, peer, "unknown_token", "no session has this token")
+        if datagram.room != member.room.name:
+            return self._reject(data, peer, "wrong_room", f"the session's room is {member.room.name!r}")
+        now = server.clock()
+        if not server.address_budget.take(peer[0], now):  # §8.4: before the decryption it would cost
+            return self._reject(data, peer, "throttled_address", "over the address's datagram budget", member)
+        try:
+            plaintext = member.channel.open(datagram)
+        except ReplayError as exc:
+            return self._reject(data, peer, "replayed", exc.reason, member)
+        except AuthenticationError as exc:
+            return self._reject(data, peer, "bad_tag", exc.reason, member)
+        challenge = registry.arrived(member, peer, len(data))   # §4.2: a new address is proven first
+        try:
+            payload = decode_payload(plaintext, from_server=False)
+        except ProtocolError as exc:
+            server.deliver(challenge)
+            return self._reject(data, peer, "bad_payload", exc.reason, member, plaintext)
+        if server.trace:
+            server.trace(side="server", direction="in", transport="udp", peer=peer, raw=data, kind=payload.TYPE,
+                         message=payload, plaintext=plaintext, session=member.token.hex(), user=member.username)
+        server.deliver(challenge + self._dispatch(member, payload, peer, now))
+
+    def _dispatch(self, member: Member, payload: object, peer: tuple[str, int], now: float) -> list[Delivery]:
+        registry, budget = self.registry, member.budget
+        assert budget is not None
+        if isinstance(payload, Hello):
+            return registry.hello(member) if budget.hello.take(now) else self._throttled("hello", member, peer)
+        if isinstance(payload, Response):
+            answer = registry.respond(member, peer, payload.data)
+            return answer if answer is not None else self._throttled("bad_response", member, peer)
+        if isinstance(payload, Leave):
+            return registry.leave(member)
+        if member.provisional:  # §8.2: nothing but hello counts before the first hello
+            return self._throttled("before_hello", member, peer)
+        if isinstance(payload, Chat):
+            if not budget.chat.take(now):
+                return self._throttled("chat", member, peer)
+            out = registry.chat(member, payload.id, payload.text)
+            if out and isinstance(out[0].payload, Refused):  # §4.3: refused, and counted
+                self._throttled("refused_text", member, peer)
+            return out
+        if isinstance(payload, Ping):
+            return registry.ping(member) if budget.ping.take(now) else self._throttled("ping", member, peer)
+        if isinstance(payload, Resend):
+            return registry.resend(member, payload.first, payload.last)
+        return []
+
+    def _throttled(self, what: str, member: Member, peer: tuple[str, int]) -> list[Delivery]:
+        self.server.drop(f"throttled_{what}" if what in ("hello", "chat", "ping") else what, peer,
+                         who=f"{member.username} in {member.room.name}")   # who: for the teacher's log
+        return []
+
+    def _reject(self, data: bytes, peer: tuple[str, int], reason: str, detail: str,
+                member: Member | None = None, plaintext: bytes | None = None) -> None:
+        server = self.server
+        server.drop(reason, peer, detail)
+        if server.trace and server._trace_rejected.take(time.monotonic()):  # bounded: a flood is counted, not traced
+            server.trace(side="server", direction="in", transport="udp", peer=peer, raw=data, kind="rejected",
+                         error=f"{reason}: {detail}", plaintext=plaintext,
+                         session=member.token.hex() if member else None)
+
+    def reap(self) -> list[Delivery]:
+        return self.registry.reap()
+
+    def shutdown(self) -> list[Delivery]:
+        return self.registry.close_all("server_shutdown")
+
+
+def _room_list_reply(request: Message, rooms: list[dict[str, Any]]) -> Message:
+    """The LIST_ROOMS response, cut to as many rooms as fit in one frame (with ``"truncated": N``
+    saying how many were left out): a thousand long non-ASCII names would not fit in 64 KiB."""
+    reply = request.reply({"status": "ok", "rooms": rooms})
+    if len(reply.encode()) + TAG_SIZE <= MAX_FRAME:
+        return reply
+    low, high = 0, len(rooms)  # the largest count that fits, by bisection
+    while low < high:
+        mid = (low + high + 1) // 2
+        fits = len(request.reply({"status": "ok", "rooms": rooms[:mid], "truncated": len(rooms) - mid}).encode())
+        low, high = (mid, high) if fits + TAG_SIZE <= MAX_FRAME else (low, mid - 1)
+    return request.reply({"status": "ok", "rooms": rooms[:low], "truncated": len(rooms) - low})
+
+
+def _error_reply(request: Message | None, plaintext: bytes, exc: ProtocolError) -> Message:
+    """Answer a failed request; echo its operation and room when they could be read."""
+    if request is None:  # undecodable: echo the operation byte if it is one, with no room
+        op = plaintext[1] if len(plaintext) > 1 and plaintext[1] in {int(o) for o in Operation} else 3
+        request = Message(Operation(op), State.REQUEST)
+    return Message(request.operation, State.REQUEST, request.room).error(
+        exc.code or ErrorCode.INVALID_REQUEST, exc.reason, exc.retry_after)
