@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
+from tcrp_lab.crypto import SeededRandom, SessionKeys, UdpChannel
 from tcrp_lab.protocol import (
-    Ack, Challenge, Chat, Hello, Kicked, Leave, Ping, Pong, Refused, Resend, Response, RoomChat, RoomClosed,
-    SystemEvent, Welcome,
+    MAX_DATAGRAM, Ack, Challenge, Chat, Datagram, Hello, Kicked, Leave, Ping, Pong, ProtocolError, Refused, Resend,
+    Response, RoomChat, RoomClosed, SystemEvent, Welcome, check_text, decode_payload,
 )
+from tcrp_lab.rooms import RoomRegistry
 from tcrp_lab.session import (
     GAP_GRACE, MAX_GAP_TRIES, MAX_TRIES, RESEND_BATCH, SEND_WINDOW, ChatMessage, MemberSession, RoomEvent,
     SessionState,
 )
+
+KEYS = SessionKeys(*(bytes([i]) * 32 for i in range(4)))
 
 
 def joined(history: int = 0, **options) -> MemberSession:
@@ -164,3 +170,30 @@ def test_pings_keep_the_session_alive_when_nothing_happens():
     session = joined(ping_interval=2.0)
     sent, _ = run_timers(session, 0.0, 10.0)
     assert 4 <= sum(isinstance(p, Ping) for p in sent) <= 6
+
+
+# Any honest text within the limits, in any script, goes through the whole stack intact: the
+# server's registry posts it, the codec encodes it, the channel seals it, the member opens it.
+scripts = st.sampled_from(["あ", "漢", "한", "é", "😀", "👩\u200d💻", "مر", "न", "a", " ", "\n", "\t", '"', "\\", "ｱ"])
+
+
+@given(st.lists(scripts, min_size=1, max_size=1000).map("".join) | st.text(min_size=1, max_size=1000))
+@settings(max_examples=150, deadline=None)
+def test_any_text_within_the_limits_is_delivered_intact_through_registry_codec_and_crypto(text):
+    try:
+        check_text(text)
+    except ProtocolError:
+        assume(False)
+    registry = RoomRegistry(clock=lambda: 0.0, rng=SeededRandom("intact"), wall_clock=lambda: 1.0)
+    member, _ = registry.create_room("部屋 🐱", "さくら", "", KEYS)
+    registry.hello(member)
+    reader = UdpChannel.client(member.room.name, member.token, KEYS)
+    session = MemberSession(member.room.name, "reader", now=0.0)
+    session.start(0.0)
+    session.receive(Welcome(seq=1), 0.0)
+    for delivery in registry.chat(member, 1, text):
+        datagram = member.channel.seal(delivery.payload.encode())
+        assert len(datagram) <= MAX_DATAGRAM
+        payload = decode_payload(reader.open(Datagram.decode(datagram)), from_server=True)
+        session.receive(payload, 0.0)
+    assert [m.text for m in session.messages] == [text]
