@@ -41,8 +41,8 @@ from rich.console import Console
 from rich.terminal_theme import SVG_EXPORT_THEME
 
 from .client import (
-    ChatClient, ChatMessage, FingerprintMismatch, InvalidName, NoSuchRoom, RoomEvent, RoomExists, RoomFull,
-    ServerBusy, ServerError, TcrpError, UsernameTaken, WrongPassword,
+    ChatClient, ChatMessage, FingerprintMismatch, InvalidName, NoSuchRoom, RateLimited, RoomEvent, RoomExists,
+    RoomFull, ServerBusy, ServerError, TcrpError, UsernameTaken, WrongPassword,
 )
 from .net import ServerAddress, parse_address
 from .protocol import ProtocolError
@@ -80,8 +80,12 @@ def explain_error(exc: BaseException, room: str = "", username: str = "") -> str
     if isinstance(exc, WrongPassword):
         return f"Wrong password for room “{room}”. Ask its host for the password and try again."
     if isinstance(exc, UsernameTaken):
+        if "looks like" in str(exc):   # a look-alike, or the same name in other letter case (TCRP.md §3.1)
+            return f"That name cannot be used in “{room}”: {exc}."
         return f"Someone in “{room}” is already called “{username}”. Pick another username."
     if isinstance(exc, RoomExists):
+        if "looks like" in str(exc):
+            return f"That room name cannot be used: {exc}."
         return f"A room called “{room}” already exists. Join it instead, or pick another room name."
     if isinstance(exc, NoSuchRoom):
         return f"There is no room called “{room}”. Refresh the list, or create it."
@@ -91,6 +95,9 @@ def explain_error(exc: BaseException, room: str = "", username: str = "") -> str
         return f"Room “{room}” is full. Try another room."
     if isinstance(exc, ServerBusy):
         return f"The server is busy: {exc}. Try again in a moment."
+    if isinstance(exc, RateLimited):
+        wait = f" in {exc.retry_after:.0f} s" if exc.retry_after and exc.retry_after >= 1 else " in a moment"
+        return f"Too many wrong passwords for “{room}” from your address: check the password and try again{wait}."
     if isinstance(exc, FingerprintMismatch):
         return ("The server's key does not match the fingerprint you gave: this may be a man in the middle, "
                 "or the wrong server. Nothing was sent.")

@@ -195,6 +195,8 @@ def test_wrong_password_is_shown_inline_and_the_form_stays(server, panels):
 
 @pytest.mark.parametrize("mode, room, username, expected", [
     ("join", "lab", "alice", "already called “alice”"),         # name taken
+    ("join", "lab", "\u0430lice", "looks like &#x27;alice&#x27;"),  # a look-alike (Cyrillic а), escaped
+    ("join", "lab", "alice\u200b", "ZERO WIDTH SPACE"),           # an invisible character
     ("create", "lab", "bob", "already exists"),                 # room exists
     ("join", "nowhere", "bob", "no room called “nowhere”"),     # no such room
     ("create", "x" * 65, "bob", "not allowed"),                  # invalid name
@@ -408,3 +410,12 @@ def test_names_rooms_and_texts_with_markup_or_controls_are_shown_as_text(server,
                       f"{hostile} joined", f"refused: {hostile}"):
             assert html.escape(visible(shown)) in page, shown
         assert not CONTROLS.search(page) and "<img" not in page
+
+
+def test_a_password_guesser_is_told_to_wait_in_plain_words():
+    from tcrp_lab.client import RateLimited
+    from tcrp_lab.widgets import explain_error
+
+    text = explain_error(RateLimited("too many wrong passwords", retry_after=4.0), "vault")
+    assert "Too many wrong passwords for “vault”" in text and "in 4 s" in text
+    assert "in a moment" in explain_error(RateLimited("too many", retry_after=0.25), "vault")
