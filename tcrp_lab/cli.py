@@ -111,6 +111,9 @@ def server_parser() -> argparse.ArgumentParser:
     p.add_argument("--trace", action="store_true", help="print every frame and datagram as it passes")
     p.add_argument("--legacy", action="store_true",
                    help="speak the original, INSECURE TCRP/1 design (for lessons that attack it)")
+    p.add_argument("--udp-queues", type=positive(int, "whole number"), default=4,
+                   help="UDP sockets sharing the port, one queue per group of source addresses, so that one "
+                        "flooding address fills only its own (default 4; Linux; the legacy design has one)")
     p.add_argument("--version", action="version", version=f"tcrp_lab {__version__}")
     _limit_flags(p)
     return p
@@ -136,7 +139,8 @@ def server_main(argv: Sequence[str] | None = None) -> int:
         trace = LiveLog(Console())
     try:
         server = ChatServer(args.host, args.tcp_port, args.udp_port, inactivity_timeout=args.timeout, key=key,
-                            trace=trace, profile="legacy" if args.legacy else "secure", limits=_limits(args)).start()
+                            trace=trace, profile="legacy" if args.legacy else "secure", limits=_limits(args),
+                            udp_shards=args.udp_queues).start()
     except OSError as exc:
         console.print(Text(str(exc), style="red"))
         return 1

@@ -134,8 +134,6 @@ class SecureProfile:
         if datagram.room != member.room.name:
             return self._reject(data, peer, "wrong_room", f"the session's room is {member.room.name!r}")
         now = server.clock()
-        if not server.address_budget.take(peer[0], now):  # §8.4: before the decryption it would cost
-            return self._reject(data, peer, "throttled_address", "over the address's datagram budget", member)
         try:
             plaintext = member.channel.open(datagram)
         except ReplayError as exc:
@@ -187,7 +185,7 @@ class SecureProfile:
                 member: Member | None = None, plaintext: bytes | None = None) -> None:
         server = self.server
         server.drop(reason, peer, detail)
-        if server.trace and server._trace_rejected.take(time.monotonic()):  # bounded: a flood is counted, not traced
+        if server.trace and server.trace_rejected():  # bounded: a flood is counted, not traced
             server.trace(side="server", direction="in", transport="udp", peer=peer, raw=data, kind="rejected",
                          error=f"{reason}: {detail}", plaintext=plaintext,
                          session=member.token.hex() if member else None)

@@ -4,8 +4,10 @@ Threads, each with one job (the socketserver pattern):
 
 * ``tcrp-accept`` accepts TCP connections and starts one ``tcrp-conn`` thread per connection,
   which does the handshake and the requests within a deadline, then closes;
-* ``tcrp-udp`` receives every datagram and hands it to the profile (:mod:`tcrp_lab.secure`, or
-  :mod:`tcrp_lab.legacy`), which authenticates it and asks the registry;
+* ``tcrp-udp-N`` (one per UDP socket of the port, :mod:`tcrp_lab.shards`: the kernel sends each
+  source address to one of them) receives datagrams, spends the source's budget, and hands each to
+  the profile (:mod:`tcrp_lab.secure`, or :mod:`tcrp_lab.legacy`), which authenticates it and asks
+  the registry;
 * ``tcrp-reaper`` removes inactive members about twice a second.
 
 No exception from the network escapes a thread: bad input is dropped or answered as TCRP.md
@@ -37,6 +39,7 @@ from .net import ConnectionClosed, FramedSocket, ServerAddress, wire_frame
 from .protocol import MAX_DATAGRAM, ErrorCode, ProtocolError, Refusal
 from .rooms import DEFAULT_TIMEOUT, Delivery, RoomRegistry
 from .secure import SecureProfile
+from .shards import bind_udp
 
 __all__ = ["ChatServer", "ServerAddress", "ServerStats"]
 
@@ -46,6 +49,9 @@ REAP_INTERVAL = 0.5           #: the reaper's period: timeouts are acted on with
 REPORT_INTERVAL = 10.0        #: seconds between two log lines about what was dropped or throttled
 TRACE_REJECTED_RATE = 20.0    #: rejected datagrams traced per second at most (the rest are counted)
 EVICT_AFTER = 1.0             #: a full server closes the oldest key exchange older than this to admit one
+UDP_SHARDS = 4                #: UDP sockets on the port, each with its own queue and thread (§8.4)
+UDP_RCVBUF = 1 << 21          #: receive buffer of each UDP socket
+MAX_THROTTLED_SOURCES = 1024  #: source addresses a UDP thread counts apart; the rest add up as "others"
 Trace = Callable[..., None]
 
 
@@ -100,6 +106,8 @@ class ChatServer:
     Every limit of TCRP.md §8 is a keyword argument (``max_rooms_per_address=5``,
     ``chat_rate=20``, ``handshake_timeout=3`` …; see :class:`~tcrp_lab.limits.Limits` for the list and
     the defaults), or pass ``limits=Limits(...)``. :attr:`limits` holds what is in force.
+    ``udp_shards`` sockets share the UDP port, so that one flooding address fills only its own
+    queue (where the system allows; the legacy profile always has one).
     """
 
     def __init__(self, host: str = "127.0.0.1", tcp_port: int = 9001, udp_port: int = 9002,
@@ -107,7 +115,7 @@ class ChatServer:
                  profile: str = "secure", trace: Trace | None = None, rng: RandomSource | None = None,
                  clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
                  reap_interval: float = REAP_INTERVAL, report_interval: float = REPORT_INTERVAL,
-                 limits: Limits | None = None, **limit_overrides: float):
+                 udp_shards: int = UDP_SHARDS, limits: Limits | None = None, **limit_overrides: float):
         for name, port in (("tcp_port", tcp_port), ("udp_port", udp_port)):
             if not isinstance(port, int) or not 0 <= port <= 65535:
                 raise ValueError(f"{name} must be a port number 0-65535 (0 picks a free port), not {port!r}")
@@ -124,12 +132,14 @@ class ChatServer:
         self.report_interval = report_interval
         self.registry = RoomRegistry(inactivity_timeout=inactivity_timeout, clock=clock, rng=self.rng,
                                      wall_clock=wall_clock, limits=self.limits)
-        self.address_budget: BucketTable[str] = BucketTable(self.limits.address_rate)   # §8.4, UDP thread only
-        self._trace_rejected = TokenBucket(TRACE_REJECTED_RATE)                         # UDP thread only
+        self._trace_rejected = TokenBucket(TRACE_REJECTED_RATE)   # shared by the UDP threads, under its lock
+        self._trace_lock = threading.Lock()
         self._stats = ServerStats()
         self.profile = _make_profile(profile, self)
+        self.udp_shards = 1 if profile == "legacy" else max(1, udp_shards)   # TCRP/1's relay has one thread
+        self._shards: list[_UdpShard] = []
         self._tcp: socket.socket | None = None
-        self._udp: socket.socket | None = None
+        self._udp: socket.socket | None = None     # the first UDP socket: the one the server sends from
         self._bound: ServerAddress | None = None   # the real ports, kept after stop()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -160,6 +170,11 @@ class ChatServer:
         """Counters right now: connections, rooms, members, datagrams in/out, drops by reason."""
         snap = self._stats.snapshot()
         snap["rooms"], snap["members"] = getattr(self.profile, "counts", self.registry.counts)()
+        snap["datagrams_in"] += sum(shard.received for shard in self._shards)
+        throttled = sum(shard.throttled_total for shard in self._shards)
+        if throttled:
+            snap["drops"]["throttled_address"] = snap["drops"].get("throttled_address", 0) + throttled
+        snap["udp_queues"] = len(self._shards)
         return snap
 
     def start(self) -> ChatServer:
@@ -167,25 +182,25 @@ class ChatServer:
         if self._udp is not None:
             raise RuntimeError("this server was already started; make a new ChatServer")
         tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             tcp.bind((self.host, self._ports[0]))
             tcp.listen(128)
-            udp.bind((self.host, self._ports[1]))
+            udps = bind_udp(self.host, self._ports[1], self.udp_shards, UDP_RCVBUF)
         except OSError as exc:
             tcp.close()
-            udp.close()
             raise OSError(exc.errno, f"cannot listen on {self.host} tcp {self._ports[0]} / udp {self._ports[1]}: "
                           f"{exc.strerror}. Is another server running? Port 0 picks a free port.") from None
         tcp.settimeout(0.5)   # the accept and UDP loops look at the stop flag at least this often
-        udp.settimeout(0.5)
-        udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
-        self._tcp, self._udp = tcp, udp
-        self._bound = ServerAddress(self.host, tcp.getsockname()[1], udp.getsockname()[1])
-        for name, target in (("tcrp-accept", self._accept_loop), ("tcrp-udp", self._udp_loop),
-                             ("tcrp-reaper", self._reap_loop)):
-            thread = threading.Thread(target=target, name=name, daemon=True)
+        for udp in udps:
+            udp.settimeout(0.5)
+        self._shards = [_UdpShard(udp, BucketTable(self.limits.address_rate)) for udp in udps]
+        self._tcp, self._udp = tcp, udps[0]
+        self._bound = ServerAddress(self.host, tcp.getsockname()[1], udps[0].getsockname()[1])
+        loops = [("tcrp-accept", self._accept_loop, ()), ("tcrp-reaper", self._reap_loop, ())]
+        loops += [(f"tcrp-udp-{i}", self._udp_loop, (shard,)) for i, shard in enumerate(self._shards)]
+        for name, target, args in loops:
+            thread = threading.Thread(target=target, args=args, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
         log.info("%s server listening on %s", self.profile.name, self.address)
@@ -199,10 +214,11 @@ class ChatServer:
             return
         self.deliver(self.profile.shutdown())
         self._stopping.set()
-        try:  # wake the UDP thread now rather than at its next timeout
-            self._udp.sendto(b"", ("127.0.0.1" if self.host in ("", "0.0.0.0") else self.host, self.address.udp_port))
-        except OSError:
-            pass
+        for shard in self._shards:  # wake the UDP threads now rather than at their next timeout
+            try:
+                shard.sock.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
         deadline = time.monotonic() + timeout
         _shutdown(self._tcp)  # wakes the accept thread at once; it accepts nothing after the flag
         accept_thread = self._threads[0]
@@ -215,7 +231,8 @@ class ChatServer:
             thread.join(max(0.0, deadline - time.monotonic()))
         self._report()
         self._tcp.close()
-        self._udp.close()
+        for shard in self._shards:
+            shard.sock.close()
         log.info("server stopped")
 
     def __enter__(self) -> ChatServer:
@@ -374,13 +391,12 @@ class ChatServer:
         if counter[key] <= 0:
             del counter[key]
 
-    def _udp_loop(self) -> None:
-        udp = self._udp
-        assert udp is not None
-        handle, stopping = self.profile.handle_datagram, self._stopping
+    def _udp_loop(self, shard: _UdpShard) -> None:
+        recv, take = shard.sock.recvfrom, shard.budget.take
+        handle, stopping, clock = self.profile.handle_datagram, self._stopping, self.clock
         while not stopping.is_set():
             try:
-                data, peer = udp.recvfrom(MAX_DATAGRAM + 1)
+                data, peer = recv(MAX_DATAGRAM + 1)
             except TimeoutError:
                 continue
             except OSError as exc:  # ICMP errors surface here on some systems; never fatal
@@ -390,7 +406,10 @@ class ChatServer:
                 continue
             if stopping.is_set():
                 return
-            self.count("datagrams_in")
+            shard.received += 1
+            if not take(peer[0], clock()):  # §8.4: before any parsing, so a flood costs next to nothing
+                shard.throttle(peer[0])
+                continue
             try:
                 handle(data, peer)
             except Exception:
@@ -408,10 +427,18 @@ class ChatServer:
             except Exception:
                 log.exception("unexpected error in the reaper")
 
+    def trace_rejected(self) -> bool:
+        """May one more rejected datagram be traced now (at most TRACE_REJECTED_RATE a second)?"""
+        with self._trace_lock:
+            return self._trace_rejected.take(time.monotonic())
+
     def _report(self) -> None:
         """One log line for everything dropped or refused since the last one: what a teacher reads to
         find the student who floods (the source address, and the session's name where known)."""
         recent = self._stats.recent()
+        for shard in self._shards:
+            for source, n in shard.throttled_since_report().items():
+                recent[("throttled_address", source, "")] += n
         if not recent:
             return
         by_reason: Counter[str] = Counter()
@@ -421,6 +448,31 @@ class ChatServer:
                           for (reason, source, who), n in recent.most_common(5))
         log.info("dropped or refused %s in the last %.0f s (%s); most: %s", f"{sum(recent.values()):,}",
                     self.report_interval, ", ".join(f"{r} {n:,}" for r, n in by_reason.most_common()), worst)
+
+
+class _UdpShard:
+    """One UDP socket of the port and what its thread alone counts (no lock: one writer)."""
+
+    def __init__(self, sock: socket.socket, budget: BucketTable[str]):
+        self.sock = sock
+        self.budget = budget          # §8.4: the kernel sends one address to one shard, so this is per address
+        self.received = 0
+        self.throttled_total = 0
+        self.throttled: Counter[str] = Counter()
+        self._reported: Counter[str] = Counter()
+
+    def throttle(self, source: str) -> None:
+        self.throttled_total += 1
+        if source in self.throttled or len(self.throttled) < MAX_THROTTLED_SOURCES:
+            self.throttled[source] += 1
+        else:
+            self.throttled["others"] += 1
+
+    def throttled_since_report(self) -> Counter[str]:
+        """Throttled datagrams by source since the last call (read from another thread: a copy first)."""
+        now = Counter(dict(self.throttled))
+        delta, self._reported = now - self._reported, now
+        return delta
 
 
 @dataclass(eq=False)
