@@ -13,6 +13,10 @@ What it measures on loopback (``--json`` prints one JSON object; rich progress g
 * **memory**: the server's RSS per idle member with 1000 members (20 rooms of 50).
 
 The server and the relay each run in a child process, so their CPU time and RSS are their own.
+The server of these scenarios lifts two classroom budgets (:data:`LIFTED`: ``chat_rate`` and
+``address_rate``, TCRP.md §8.4), because one member sends 1000+ chats/s at full speed, all from
+127.0.0.1; every other limit is the default. ``--adversary`` (:mod:`tcrp_lab.adversary`) lifts
+nothing: it measures a classroom's load on the defaults, alone and next to each attacker.
 The members are cheap raw UDP sockets whose sessions were made by the real handshake
 (:class:`~tcrp_lab.client.ControlConnection`): the receiving side only timestamps datagrams, and
 decrypts them after the clock stopped, so it measures the server, not the clients.
@@ -675,7 +679,8 @@ class Options:
 def run(options: Options, step: Callable[[str], None] = lambda what: None) -> dict[str, Any]:
     """Every scenario on our server and on the relay, rounds alternating between the two so that
     both meet the same machine. ``step(what)`` is called before each phase (for progress)."""
-    result: dict[str, Any] = {"machine": machine(), "options": dict(vars(options)), "window": WINDOW}
+    result: dict[str, Any] = {"machine": machine(), "options": dict(vars(options)), "window": WINDOW,
+                              "lifted": LIFTED}
     children = {"ours": Child("server", max_members=max(options.burst_members, options.members, 256)),
                 "relay": Child("relay")}
     figures: dict[str, dict[str, Any]] = {target: {"full": [], "burst": []} for target in children}
@@ -793,7 +798,9 @@ def table(result: dict[str, Any]) -> Any:
 
     rounds = r["options"]["rounds"]
     t = Table(title=f"tcrp_lab bench: {m['cpus']} cores ({m['cpu']}), Python {m['python']}, "
-                    f"load {m['load_average'][0]:g}; medians of {rounds} round(s)")
+                    f"load {m['load_average'][0]:g}; medians of {rounds} round(s)",
+              caption=f"our server lifts {' and '.join(LIFTED)} (0 = no limit) for these scenarios; every other "
+                      "limit is the default")
     for column in ("figure", "ours", "bare relay", "ours / relay", "target", "met"):
         t.add_column(column, justify="left" if column in ("figure", "target") else "right")
     t.add_row(f"{r['joins']} joins at once: wall", f"{r['join_wall_s'] * 1000:.0f} ms", "", "", "< 200 ms",
