@@ -1,11 +1,33 @@
-"""The attackers of ``python -m tcrp_lab.bench --adversary``: each one a loop at full speed from one address.
+"""``python -m tcrp_lab.bench --adversary``: a classroom's load alone, then next to each attacker.
+
+The legitimate load, all from 127.0.0.1 (:class:`LegitLoad`): a room of 50 where one member, a real
+:class:`~tcrp_lab.client.ChatClient` (it retransmits what is lost), sends 200 messages/s to 49 raw
+members that only timestamp what arrives; and 20 joins into another room, spread over the window.
+The server runs in its own process with every limit and timeout at its default. Per attacker
+(:func:`run_adversary`, :func:`adversary_table`):
+
+* **goodput**: room messages delivered per second to the raw members, and its ratio to the run
+  alone (target >= 0.5); **p99**: latency from ``send()`` to a member, over every delivery, the late
+  ones too (target <= 3x alone);
+* **lost**: (message, member) pairs never delivered (target 0). When the attack stops, the sender
+  has DRAIN seconds to get its last chats acknowledged (or to give up after its 16 tries), then the
+  members ask ``resend`` for what they missed, as a client would; **late**: deliveries that came
+  only after the attacker stopped;
+* **joins** that failed, and the p95 of those that did not;
+* what the attacker sent, what the server refused or dropped from its address (by reason; the
+  bench wraps ``ChatServer.drop``), and what the kernel dropped at the server's full UDP socket;
+* **bytes out/in**: bytes the server sent to an attacker's address over the bytes sent from it,
+  both counted by the attacker: at most 3x to an address the server never proved (the target:
+  spoofed_resend's victim), while "own" is the attacker's own member address, proven by its
+  handshake, where ``resend`` answers are bounded by the resend budget instead. TCP attackers have
+  no figure: a TCP peer's address is proven by its handshake, so it cannot be spoofed.
 
 Each attacker runs in a process of its own (``python -m tcrp_lab.bench --child attacker``), so its
 speed is its own and not a share of the bench's GIL, and binds every socket to its own loopback
-address (127.0.0.2 and up; the legitimate load stays on 127.0.0.1), so the server sees one source.
-The bench drives it with JSON lines (:class:`AttackerProcess`): the :class:`Config`, then ``go`` and
-``stop``; the attacker answers ``ready`` once prepared (joined, history posted: not measured) and, at
-the end, what it sent and what came back to each of its addresses (:meth:`Attack.report`).
+address (127.0.0.2 and up), so the server sees one source. The bench drives it with JSON lines
+(:class:`AttackerProcess`): the :class:`Config`, then ``go`` and ``stop``; the attacker answers
+``ready`` once prepared (joined, history posted: not measured) and, at the end, what it sent and
+what came back to each of its addresses (:meth:`Attack.report`).
 
 ======================  =========================================================================
 attack                  what it does, as fast as it can
@@ -674,6 +696,7 @@ def adversary_scenario(child: Child, index: int, attack: str | None, options: Ad
         if attacker:
             attacker.close()
     drops = watch.drops(("127.0.0.1", ip, victim))
+    result["server_log"] = watch.after.get("log", [])
     result.update(attack=attack, ip=ip if attack else "127.0.0.1", server_cpu_share=watch.cpu / watch.elapsed,
                   kernel_drops=watch.kernel_drops, legit_dropped=drops["127.0.0.1"],
                   server_connections=watch.after["connections"] - watch.before["connections"],
@@ -762,49 +785,62 @@ def run_adversary(options: AdversaryOptions, step: Callable[[str], None] = lambd
 
 
 def adversary_table(result: dict[str, Any]) -> Any:
-    """Per attacker: what it sent, what the server refused, what the legitimate load saw, met or not."""
+    """Per attacker: what it sent, what the server refused, what the legitimate load saw, met or not;
+    then the server's own reports of what it dropped (what a teacher reads in its log)."""
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     m, o, alone = result["machine"], result["options"], result["alone"]
     t = Table(title=f"tcrp_lab bench --adversary: {m['cpus']} cores ({m['cpu']}), Python {m['python']}, load "
                     f"{m['load_average'][0]:g}. Every limit at its default. Legitimate load from 127.0.0.1: a room "
                     f"of {o['members']} at {o['rate']:g} msg/s for {o['seconds']:g} s and {o['joins']} joins",
-              caption="goodput and p99 as measured, then as a ratio to the run alone (target >= 0.5x, <= 3x); lost: "
-                      "(message, member) pairs never delivered (target 0), late: delivered only after the attacker "
-                      "stopped; bytes out/in: what the server sent to an address it never proved / what came from "
-                      "there (target <= 3x), and to the attacker's own member")
-    for column in ("attacker", "it sent", "server refused", "goodput", "p99", "lost", "joins failed", "bytes out/in",
-                   "met"):
-        t.add_column(column, justify="left" if column in ("attacker", "it sent", "server refused") else "right",
-                     min_width=18 if column == "attacker" else None)
+              caption="goodput, p99: then as a ratio to the run alone (targets >= 0.5x, <= 3x). lost: (message, "
+                      "member) pairs never delivered (target 0); late: delivered after the attacker stopped. joins: failed/"
+                      "tried, p95. "
+                      "out/in: bytes the server sent to an address it never proved over the bytes from it (target "
+                      "<= 3x); own: to the attacker's own member, whose resends have a budget instead")
+    for column, justify in (("attacker", "left"), ("it sent", "left"), ("server refused", "left"), ("goodput", "right"),
+                            ("p99", "right"), ("lost", "right"), ("joins", "right"),
+                            ("out/in", "right"), ("met", "left")):
+        t.add_column(column, justify=justify, min_width=18 if column == "attacker" else None)  # type: ignore[arg-type]
 
     def legit(s: dict[str, Any], ratios: bool) -> list[str]:
         return [f"{s['deliveries_per_s']:,.0f}/s" + (f"\n{s['goodput_ratio']:.2f}x" if ratios else ""),
-                f"{s['latency_p99_ms']:,.1f} ms" + (f"\n{s['p99_ratio']:,.1f}x" if ratios else ""),
+                f"{_ms(s['latency_p99_ms'])}" + (f"\n{s['p99_ratio']:,.{1 if s['p99_ratio'] < 100 else 0}f}x" if ratios else ""),
                 f"{s['lost']:,}" + (f"\n{_k(s['late'])} late" if s["late"] else ""),
-                f"{s['joins_failed']}/{s['joins']}\np95 {s['join_p95_ms']:,.0f} ms"]
+                f"{s['joins_failed']}/{s['joins']}\n{_ms(s['join_p95_ms'])}"]
 
     t.add_row("none (alone)", "", "", *legit(alone, False), "", "")
     for attack, s in result["attacks"].items():
         report, dropped = s["attacker"], Counter(s["dropped"])
         if report["datagrams"]:
-            sent = f"{_k(report['datagrams'])} datagrams\n{_k(report['datagrams'] / (report['seconds'] or 1))}/s"
+            sent = f"{_k(report['datagrams'])} dgrams\n{_k(report['datagrams'] / (report['seconds'] or 1))}/s"
         elif report["held_max"]:
-            sent = f"{_k(report['connections'] + report['refused'])} connections\n{report['held_max']} open at once"
+            sent = f"{_k(report['connections'] + report['refused'])} conns\n{report['held_max']} held"
         elif report["connections"]:
-            sent = f"{_k(report['connections'])} connections\n{_k(report['requests'])} requests"
+            sent = f"{_k(report['connections'])} conns\n{_k(report['requests'])} requests"
         else:
             sent = "nothing"
         refused = f"{_k(sum(dropped.values()))}: {dropped.most_common(1)[0][0].replace('_', ' ')}" if dropped else "-"
         if s["kernel_drops"]:
-            refused += f"\n+{_k(s['kernel_drops'])} in the kernel"
+            refused += f"\n+{_k(s['kernel_drops'])} kernel"
         amplification = "-" if s["amplification"] is None else f"{s['amplification']:.3f}x"
         if s["proven_amplification"] is not None:
-            amplification += f"\nown {s['proven_amplification']:.3f}x"
+            amplification += f"\nown {s['proven_amplification']:.2f}x"
         failed = [_SHORT[key] for key, met in s["targets"].items() if met is False]
         t.add_row(f"{attack}\n{s['ip']}", sent, refused, *legit(s, True), amplification,
-                  "[green]yes[/]" if not failed else "[red]no[/]\n" + ", ".join(failed))
-    return t
+                  "[green]yes[/]" if not failed else "[red]no[/]: " + ", ".join(failed))
+    reports = [Text(line) for s in [alone, *result["attacks"].values()] for line in s["server_log"]
+               if line.startswith("dropped or refused")]
+    if not reports:
+        return t
+    return Group(t, Text("What the server logged meanwhile (a report every 10 s of what it dropped, by source):"),
+                 *reports)
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.0f} ms" if value >= 100 else f"{value:.1f} ms"
 
 
 _SHORT = {"goodput_ratio": "goodput", "p99_ratio": "p99", "lost": "lost", "amplification": "bytes"}
