@@ -54,6 +54,7 @@ import random
 import select
 import selectors
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -598,7 +599,8 @@ class LegitLoad:
         result.update(joins=options.joins, joins_failed=len(joined) - len(times),
                       join_p50_ms=_percentile(times, 50), join_p95_ms=_percentile(times, 95),
                       join_errors=sorted({error for ms, error in joined if ms is None}))
-        result["sender"] = {k: sender.stats[k] for k in ("sent", "retransmits", "undelivered", "refused", "resend_requests")}
+        result["sender"] = {k: sender.stats[k] for k in ("sent", "retransmits", "undelivered", "refused",
+                                                          "resend_requests")}
         result["attacker"] = report
         return result
 
@@ -733,7 +735,8 @@ class ServerWatch:
         for source in sources:
             after = self.after["drops_by_source"].get(source, {})
             before = self.before["drops_by_source"].get(source, {})
-            out[source] = {reason: n - before.get(reason, 0) for reason, n in after.items() if n - before.get(reason, 0)}
+            out[source] = {reason: n - before.get(reason, 0) for reason, n in after.items()
+                           if n != before.get(reason, 0)}
         return out
 
 
@@ -756,7 +759,8 @@ def _wait_quiet(child: Child, connections: int, timeout: float = 15.0) -> None:
 
 
 def run_adversary(options: AdversaryOptions, step: Callable[[str], None] = lambda what: None) -> dict[str, Any]:
-    """The legitimate load alone, then next to each attacker in turn, on one server with every default limit."""
+    """The legitimate load alone, then next to each attacker in turn, then alone again, on one server
+    with every default limit. The ratios are to the mean of the two runs alone (the machine drifts)."""
     attacks = options.attacks or tuple(ATTACKS)
     started = time.perf_counter()
     result: dict[str, Any] = {"mode": "adversary", "machine": machine(), "options": dataclasses.asdict(options)}
@@ -764,19 +768,21 @@ def run_adversary(options: AdversaryOptions, step: Callable[[str], None] = lambd
     child = Child("server", lifted=False)
     try:
         result["limits"] = child.limits
-        alone = adversary_scenario(child, 0, None, options, step)
-        result["alone"] = alone
-        result["attacks"] = {}
-        for index, attack in enumerate(attacks, start=1):
-            scenario = adversary_scenario(child, index, attack, options, step)
-            scenario["goodput_ratio"] = scenario["deliveries_per_s"] / alone["deliveries_per_s"]
-            scenario["p99_ratio"] = scenario["latency_p99_ms"] / alone["latency_p99_ms"]
-            scenario["what"] = ATTACKS[attack].what
-            scenario["targets"] = {key: None if scenario[key] is None else _met(scenario[key], op, bound)
-                                   for key, (op, bound, _) in ADVERSARY_TARGETS.items()}
-            result["attacks"][attack] = scenario
+        result["alone"] = adversary_scenario(child, 0, None, options, step)
+        result["attacks"] = {attack: adversary_scenario(child, index, attack, options, step)
+                             for index, attack in enumerate(attacks, start=1)}
+        result["alone_again"] = adversary_scenario(child, len(attacks) + 1, None, options, step)
     finally:
         result["server_stop_s"] = child.close().get("stop_s")
+    alone = [result["alone"], result["alone_again"]]
+    result["baseline"] = {key: statistics.fmean(s[key] for s in alone)
+                          for key in ("deliveries_per_s", "latency_p99_ms")}
+    for attack, scenario in result["attacks"].items():
+        scenario["what"] = ATTACKS[attack].what
+        scenario["goodput_ratio"] = scenario["deliveries_per_s"] / result["baseline"]["deliveries_per_s"]
+        scenario["p99_ratio"] = scenario["latency_p99_ms"] / result["baseline"]["latency_p99_ms"]
+        scenario["targets"] = {key: None if scenario[key] is None else _met(scenario[key], op, bound)
+                               for key, (op, bound, _) in ADVERSARY_TARGETS.items()}
     unproven = [(s["amplification"], a) for a, s in result["attacks"].items() if s["amplification"] is not None]
     result["worst_amplification"], result["worst_amplification_attack"] = max(unproven, default=(None, None))
     result["all_met"] = all(met is not False for s in result["attacks"].values() for met in s["targets"].values())
@@ -795,9 +801,9 @@ def adversary_table(result: dict[str, Any]) -> Any:
     t = Table(title=f"tcrp_lab bench --adversary: {m['cpus']} cores ({m['cpu']}), Python {m['python']}, load "
                     f"{m['load_average'][0]:g}. Every limit at its default. Legitimate load from 127.0.0.1: a room "
                     f"of {o['members']} at {o['rate']:g} msg/s for {o['seconds']:g} s and {o['joins']} joins",
-              caption="goodput, p99: then as a ratio to the run alone (targets >= 0.5x, <= 3x). lost: (message, "
-                      "member) pairs never delivered (target 0); late: delivered after the attacker stopped. joins: failed/"
-                      "tried, p95. "
+              caption="goodput, p99: then as a ratio to the mean of the runs alone (targets >= 0.5x, <= 3x). "
+                      "lost: (message, member) pairs never delivered (target 0); late: delivered after the attacker "
+                      "stopped. joins: failed/tried, p95. "
                       "out/in: bytes the server sent to an address it never proved over the bytes from it (target "
                       "<= 3x); own: to the attacker's own member, whose resends have a budget instead")
     for column, justify in (("attacker", "left"), ("it sent", "left"), ("server refused", "left"), ("goodput", "right"),
@@ -806,12 +812,14 @@ def adversary_table(result: dict[str, Any]) -> Any:
         t.add_column(column, justify=justify, min_width=18 if column == "attacker" else None)  # type: ignore[arg-type]
 
     def legit(s: dict[str, Any], ratios: bool) -> list[str]:
+        p99_ratio = f"\n{s['p99_ratio']:,.{1 if s['p99_ratio'] < 100 else 0}f}x" if ratios else ""
         return [f"{s['deliveries_per_s']:,.0f}/s" + (f"\n{s['goodput_ratio']:.2f}x" if ratios else ""),
-                f"{_ms(s['latency_p99_ms'])}" + (f"\n{s['p99_ratio']:,.{1 if s['p99_ratio'] < 100 else 0}f}x" if ratios else ""),
+                _ms(s["latency_p99_ms"]) + p99_ratio,
                 f"{s['lost']:,}" + (f"\n{_k(s['late'])} late" if s["late"] else ""),
                 f"{s['joins_failed']}/{s['joins']}\n{_ms(s['join_p95_ms'])}"]
 
     t.add_row("none (alone)", "", "", *legit(alone, False), "", "")
+    t.add_row("none (again, last)", "", "", *legit(result["alone_again"], False), "", "")
     for attack, s in result["attacks"].items():
         report, dropped = s["attacker"], Counter(s["dropped"])
         if report["datagrams"]:
@@ -831,8 +839,8 @@ def adversary_table(result: dict[str, Any]) -> Any:
         failed = [_SHORT[key] for key, met in s["targets"].items() if met is False]
         t.add_row(f"{attack}\n{s['ip']}", sent, refused, *legit(s, True), amplification,
                   "[green]yes[/]" if not failed else "[red]no[/]: " + ", ".join(failed))
-    reports = [Text(line) for s in [alone, *result["attacks"].values()] for line in s["server_log"]
-               if line.startswith("dropped or refused")]
+    scenarios = [alone, *result["attacks"].values(), result["alone_again"]]
+    reports = [Text(line) for s in scenarios for line in s["server_log"] if line.startswith("dropped or refused")]
     if not reports:
         return t
     return Group(t, Text("What the server logged meanwhile (a report every 10 s of what it dropped, by source):"),

@@ -819,7 +819,8 @@ def table(result: dict[str, Any]) -> Any:
     t.add_row(f"fan-out to {r['members']}, full speed", f"{r['deliveries_per_s']:,.0f}/s",
               f"{r['relay_deliveries_per_s']:,.0f}/s", f"{r['ratio_to_relay']:.2f}x", ">= 0.20x", ok("ratio_to_relay"))
     cpu_ratio = r["cpu_ratio_to_relay"]
-    t.add_row("  server CPU per delivery", f"{r['cpu_us_per_delivery']:.1f} µs", f"{r['relay_cpu_us_per_delivery']:.1f} µs",
+    t.add_row("  server CPU per delivery", f"{r['cpu_us_per_delivery']:.1f} µs",
+              f"{r['relay_cpu_us_per_delivery']:.1f} µs",
               "too short to tell" if cpu_ratio is None else f"{cpu_ratio:.2f}x", "", "")
     t.add_row("  bench process CPU (1.0 = it was the limit)", f"{r['bench_cpu_share']:.2f}",
               f"{r['relay_bench_cpu_share']:.2f}", "", "", "")
@@ -858,18 +859,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--attack", action="append", choices=tuple(ATTACKS), metavar="NAME",
                         help="with --adversary: only this attacker (repeat for more)")
     defaults, adversary = Options(), AdversaryOptions()
-    parser.add_argument("--joins", type=positive(int, "whole number"),
-                        help=f"clients joining at once (default {defaults.joins}; --adversary: spread over the "
-                             f"window, default {adversary.joins})")
-    parser.add_argument("--members", type=positive(int, "whole number"), help=f"fan-out room size (default {defaults.members})")
-    parser.add_argument("--senders", type=positive(int, "whole number"), help=f"fan-out senders (default {defaults.senders})")
-    parser.add_argument("--messages", type=positive(int, "whole number"), help="messages at full speed")
-    parser.add_argument("--rate", type=positive(float, "number"), help=f"steady messages/s (default {defaults.rate:g})")
-    parser.add_argument("--steady-seconds", type=positive(float, "number"),
+    whole, number = positive(int, "whole number"), positive(float, "number")
+    parser.add_argument("--joins", type=whole, help=f"clients joining at once (default {defaults.joins}; "
+                                                    f"--adversary: spread over the window, default {adversary.joins})")
+    parser.add_argument("--members", type=whole, help=f"fan-out room size (default {defaults.members})")
+    parser.add_argument("--senders", type=whole, help=f"fan-out senders (default {defaults.senders})")
+    parser.add_argument("--messages", type=whole, help="messages at full speed")
+    parser.add_argument("--rate", type=number, help=f"steady messages/s (default {defaults.rate:g})")
+    parser.add_argument("--steady-seconds", type=number,
                         help=f"length of the steady phase (--adversary: of each window, default {adversary.seconds:g})")
-    parser.add_argument("--burst-members", type=positive(int, "whole number"), help="members sending at once in the burst")
-    parser.add_argument("--idle-members", type=positive(int, "whole number"), help="idle members for the memory figure")
-    parser.add_argument("--rounds", type=positive(int, "whole number"), help="repetitions of joins, full speed and burst")
+    parser.add_argument("--burst-members", type=whole, help="members sending at once in the burst")
+    parser.add_argument("--idle-members", type=whole, help="idle members for the memory figure")
+    parser.add_argument("--rounds", type=whole, help="repetitions of joins, full speed and burst")
     parser.add_argument("--child", choices=("server", "relay", "attacker"), help=argparse.SUPPRESS)
     parser.add_argument("--max-members", type=int, default=256, help=argparse.SUPPRESS)
     parser.add_argument("--lifted", action="store_true", help=argparse.SUPPRESS)
@@ -903,8 +904,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for flag, name in given.items():
         if getattr(args, flag) is not None:
             setattr(options, name, getattr(args, flag))
-    unused = [f"--{flag.replace('_', '-')}" for flag in ("senders", "messages", "burst_members", "idle_members", "rounds")
-              if args.adversary and getattr(args, flag) is not None]
+    plain_only = ("senders", "messages", "burst_members", "idle_members", "rounds")
+    unused = [f"--{flag.replace('_', '-')}" for flag in plain_only if getattr(args, flag) is not None]
+    unused = unused if args.adversary else []
     if unused:
         parser.error(f"{', '.join(unused)} do not apply to --adversary")
     if options.members < 2 or getattr(options, "burst_members", 2) < 2:
