@@ -134,12 +134,11 @@ class Address:
 
 
 class Attack:
-    """One attacker: :meth:`prepare` (not measured), then :meth:`loop` in ``threads`` threads from
-    ``go`` until ``stop`` is set, then :meth:`finish` and :meth:`report`."""
+    """One attacker: :meth:`prepare` (not measured), then :meth:`loop` in :meth:`thread_count`
+    threads from ``go`` until ``stop`` is set, then :meth:`finish` and :meth:`report`."""
 
     name: ClassVar[str] = ""
     what: ClassVar[str] = ""
-    threads: ClassVar[int] = 1
 
     def __init__(self, config: Config):
         self.config = config
@@ -152,7 +151,13 @@ class Attack:
         pass
 
     def thread_count(self) -> int:
-        return self.threads
+        return 1
+
+    def forget_preparation(self) -> None:
+        """Discard what came back while preparing (the history's own copies): only the attack counts."""
+        for ip, address in self.addresses.items():
+            self._drain(ip)
+            self.addresses[ip] = Address(address.proven)
 
     def loop(self, stop: threading.Event, tally: Tally) -> None:
         raise NotImplementedError
@@ -196,7 +201,7 @@ class Attack:
         except OSError:   # an ICMP error on a connected socket: not data from the server
             pass
 
-    def flood(self, stop: threading.Event, tally: Tally, ip: str, make: Any) -> None:
+    def flood(self, stop: threading.Event, tally: Tally, ip: str, make: Callable[[], bytes]) -> None:
         """Send ``make()`` from ``ip`` as fast as this process can; count what comes back."""
         sock, address, drain = self.sockets[ip], self.addresses[ip], self._drain
         send, is_set, n = sock.send, stop.is_set, 0
@@ -869,6 +874,7 @@ def attacker_main() -> None:
     except (OSError, RuntimeError, ProtocolError, ConnectionClosed) as exc:   # the bench shows why
         _say({"error": f"{type(exc).__name__}: {exc}"})
         return
+    attack.forget_preparation()
     _say({"ready": True})
     if sys.stdin.readline().strip() != "go":
         return
@@ -880,7 +886,9 @@ def attacker_main() -> None:
         attack.tallies.append(tally)
         threads.append(threading.Thread(target=attack.loop, args=(stop, tally), name=f"attack-{i}", daemon=True))
         threads[-1].start()
-    threading.Timer(MAX_SECONDS, stop.set).start()
+    deadline = threading.Timer(MAX_SECONDS, stop.set)
+    deadline.daemon = True
+    deadline.start()
     sys.stdin.readline()   # "stop", or EOF: the bench went away
     stop.set()
     seconds = time.perf_counter() - start
@@ -889,10 +897,6 @@ def attacker_main() -> None:
     cpu = time.process_time() - cpu0
     attack.finish()
     _say(attack.report(seconds, cpu))
-    sys.stdout.flush()
-    import os
-
-    os._exit(0)   # the MAX_SECONDS timer thread must not keep the process
 
 
 def _say(obj: dict[str, Any]) -> None:
