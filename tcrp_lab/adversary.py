@@ -811,10 +811,12 @@ def adversary_table(result: dict[str, Any]) -> Any:
                       "stopped. joins: failed/tried, p95. "
                       "out/in: bytes the server sent to an address it never proved over the bytes from it (target "
                       "<= 3x); own: to the attacker's own member, whose resends have a budget instead")
+    widths = {"attacker": (18, None), "it sent": (None, 12), "server refused": (None, 15), "met": (None, 9)}
     for column, justify in (("attacker", "left"), ("it sent", "left"), ("server refused", "left"), ("goodput", "right"),
-                            ("p99", "right"), ("lost", "right"), ("joins", "right"),
-                            ("out/in", "right"), ("met", "left")):
-        t.add_column(column, justify=justify, min_width=18 if column == "attacker" else None)  # type: ignore[arg-type]
+                            ("p99", "right"), ("lost", "right"), ("joins", "right"), ("out/in", "right"),
+                            ("met", "left")):
+        low, high = widths.get(column, (None, None))   # rich alone would crop the table at 120 columns
+        t.add_column(column, justify=justify, min_width=low, max_width=high)  # type: ignore[arg-type]
 
     def legit(s: dict[str, Any], ratios: bool) -> list[str]:
         p99_ratio = f"\n{s['p99_ratio']:,.{1 if s['p99_ratio'] < 100 else 0}f}x" if ratios else ""
@@ -849,7 +851,7 @@ def adversary_table(result: dict[str, Any]) -> Any:
     if not reports:
         return t
     return Group(t, Text("What the server logged meanwhile (a report every 10 s of what it dropped, by source):"),
-                 *reports)
+                 *reports, fit=False)
 
 
 def _ms(value: float) -> str:
