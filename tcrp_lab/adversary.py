@@ -350,17 +350,21 @@ class HandshakeHold(Attack):
     def hold(self, stop: threading.Event, tally: Tally, *, finish: bool) -> None:
         """Open connections as fast as possible and keep each until the server closes it."""
         held = selectors.DefaultSelector()
+
+        def forget_closed() -> None:   # closed by the server (its deadline): forget them
+            for key, _ in held.select(0):
+                try:
+                    data = key.fileobj.recv(65536)  # type: ignore[union-attr]
+                except OSError:
+                    data = b""
+                tally.tcp_received += len(data)
+                if not data:
+                    held.unregister(key.fileobj)
+                    key.fileobj.close()  # type: ignore[union-attr]
+
         try:
             while not stop.is_set():
-                for key, _ in held.select(0):   # closed by the server (its deadline): forget it
-                    try:
-                        data = key.fileobj.recv(65536)  # type: ignore[union-attr]
-                    except OSError:
-                        data = b""
-                    tally.tcp_received += len(data)
-                    if not data:
-                        held.unregister(key.fileobj)
-                        key.fileobj.close()  # type: ignore[union-attr]
+                forget_closed()
                 connected = self.connect(tally)
                 if connected is None:
                     continue
@@ -369,6 +373,7 @@ class HandshakeHold(Attack):
                     self.send_frame(io, self.ckx, tally)
                 sock.setblocking(False)
                 held.register(sock, selectors.EVENT_READ)
+                forget_closed()   # the place it got may be one the server freed a moment ago
                 self.held_max = max(self.held_max, len(held.get_map()))
         finally:
             for key in list(held.get_map().values()):
@@ -811,7 +816,8 @@ def adversary_table(result: dict[str, Any]) -> Any:
                       "stopped. joins: failed/tried, p95. "
                       "out/in: bytes the server sent to an address it never proved over the bytes from it (target "
                       "<= 3x); own: to the attacker's own member, whose resends have a budget instead")
-    widths = {"attacker": (18, None), "it sent": (None, 12), "server refused": (None, 15), "met": (None, 9)}
+    widths = {"attacker": (18, None), "it sent": (None, 12), "server refused": (None, 14), "lost": (None, 6),
+              "joins": (None, 8), "out/in": (None, 9), "met": (None, 9)}
     for column, justify in (("attacker", "left"), ("it sent", "left"), ("server refused", "left"), ("goodput", "right"),
                             ("p99", "right"), ("lost", "right"), ("joins", "right"), ("out/in", "right"),
                             ("met", "left")):
