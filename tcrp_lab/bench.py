@@ -275,7 +275,8 @@ class Member:
 
 @dataclass(frozen=True)
 class Target:
-    """Where a server listens, as a child process that is not the server's parent knows it."""
+    """Where a server listens, for a process that did not start it (an attacker); :class:`Child` has the same
+    three attributes."""
 
     tcp: tuple[str, int]
     udp: tuple[str, int]
