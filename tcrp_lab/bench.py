@@ -13,6 +13,10 @@ What it measures on loopback (``--json`` prints one JSON object; rich progress g
 * **memory**: the server's RSS per idle member with 1000 members (20 rooms of 50).
 
 The server and the relay each run in a child process, so their CPU time and RSS are their own.
+The server of these scenarios lifts two classroom budgets (:data:`LIFTED`: ``chat_rate`` and
+``address_rate``, TCRP.md §8.4), because one member sends 1000+ chats/s at full speed, all from
+127.0.0.1; every other limit is the default. ``--adversary`` (:mod:`tcrp_lab.adversary`) lifts
+nothing: it measures a classroom's load on the defaults, alone and next to each attacker.
 The members are cheap raw UDP sockets whose sessions were made by the real handshake
 (:class:`~tcrp_lab.client.ControlConnection`): the receiving side only timestamps datagrams, and
 decrypts them after the clock stopped, so it measures the server, not the clients.
@@ -21,8 +25,10 @@ decrypts them after the clock stopped, so it measures the server, not the client
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
+import logging
 import math
 import os
 import platform
@@ -33,6 +39,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,7 +52,8 @@ from .crypto import (
 )
 from .net import FramedSocket
 from .protocol import (
-    Chat, Datagram, Hello, Message, ProtocolError, RoomChat, State, Welcome, decode_message, decode_payload,
+    Chat, Datagram, Hello, Leave, Message, ProtocolError, RoomChat, State, Welcome, decode_message,
+    decode_payload,
 )
 
 __all__ = ["main", "run"]
@@ -55,6 +63,11 @@ WINDOW = 16               #: room messages in flight at "full speed"
 RCVBUF = 1 << 21          #: receive buffer of every member socket: nothing is lost at our end
 SETTLE = 0.1              #: seconds of silence that mean a member socket has drained
 RELAY_JOIN, RELAY_OK, RELAY_RESET = b"\x00join", b"\x00ok", b"\x00reset"
+
+#: Budgets lifted on the throughput scenarios' server (never in --adversary): one member sends
+#: 1000+ chats/s at full speed and 100 members send at once from one address, past the classroom
+#: defaults of 250 chats/s per session and 5000 datagrams/s per address (TCRP.md §8.4).
+LIFTED = {"chat_rate": 0, "address_rate": 0}
 
 TARGETS = {  # the issue's targets: (key, comparison, bound, what)
     "join_wall_s": ("<", 0.2, "50 joins at once under 0.2 s"),
@@ -68,20 +81,74 @@ TARGETS = {  # the issue's targets: (key, comparison, bound, what)
 
 # --- the measured processes ------------------------------------------------------------------
 
-def _serve_chat(max_members: int) -> None:
-    """Child: a ChatServer; answers ``stats`` and ``stop`` lines on stdin with JSON lines."""
+def _serve_chat(max_members: int, lifted: bool) -> None:
+    """Child: a ChatServer; answers ``stats`` and ``stop`` lines on stdin with JSON lines.
+
+    ``lifted``: the throughput scenarios' server (LIFTED budgets, members kept for an hour);
+    otherwise every limit and timeout is the default (the adversary scenarios).
+    """
     from .server import ChatServer
 
-    server = ChatServer("127.0.0.1", 0, 0, inactivity_timeout=3600, max_members=max_members).start()
-    _say({"tcp": server.address.tcp_port, "udp": server.address.udp_port, "fingerprint": server.fingerprint})
+    options: dict[str, Any] = {"inactivity_timeout": 3600, "max_members": max_members, **LIFTED} if lifted else {}
+    server = ChatServer("127.0.0.1", 0, 0, **options)
+    by_source = _count_drops_by_source(server)
+    log, logger = _LogTail(), logging.getLogger("tcrp_lab.server")
+    logger.addHandler(log)   # what a teacher reads (its reports of drops): kept for the result, not on our stderr
+    logger.setLevel(logging.INFO)
+    server.start()
+    _say({"tcp": server.address.tcp_port, "udp": server.address.udp_port, "fingerprint": server.fingerprint,
+          "limits": dataclasses.asdict(server.limits)})
     for line in sys.stdin:
         if line.strip() == "stats":
-            _say(server.stats)
+            drops = {ip: dict(reasons) for ip, reasons in list(by_source.items())}
+            _say({**server.stats, "drops_by_source": drops, "kernel_drops": _kernel_drops(server.address.udp_port),
+                  "log": log.take()})
         elif line.strip() == "stop":
             break
     start = time.perf_counter()
     server.stop()
     _say({"stop_s": time.perf_counter() - start})
+
+
+class _LogTail(logging.Handler):
+    """The server's log lines (among them its reports of what it dropped) since the last :meth:`take`; at most 100."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: deque[str] = deque(maxlen=100)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def take(self) -> list[str]:
+        return [self.lines.popleft() for _ in range(len(self.lines))]
+
+
+def _count_drops_by_source(server: Any) -> defaultdict[str, Counter[str]]:
+    """Wrap ``server.drop`` (every refusal and drop goes through it) to count drops per source
+    address too: ip -> Counter of reasons (the server's own stats count reasons, not sources)."""
+    by_source: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    drop = server.drop
+
+    def counted(reason: str, peer: object = None, detail: str = "", who: str = "") -> None:
+        # No lock: one on every dropped datagram slowed the server's UDP thread by ~10% under a flood;
+        # the GIL makes a lost count unlikely (two threads adding to the same source and reason at once).
+        by_source[str(peer[0]) if isinstance(peer, tuple) and peer else "?"][reason] += 1
+        drop(reason, peer, detail, who)
+
+    server.drop = counted
+    return by_source
+
+
+def _kernel_drops(udp_port: int) -> int | None:
+    """Datagrams the kernel dropped because a UDP receive buffer of the server was full (Linux only;
+    every socket on the port): lost before the server could see, count or refuse them."""
+    try:
+        with open("/proc/net/udp") as f:
+            return sum(int(fields[-1]) for fields in map(str.split, f.readlines()[1:])
+                       if int(fields[1].split(":")[1], 16) == udp_port)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _serve_relay() -> None:
@@ -111,20 +178,25 @@ def _say(obj: dict[str, Any]) -> None:
 
 
 class Child:
-    """A measured process (``server`` or ``relay``): its ports, CPU time and RSS, via psutil."""
+    """A measured process (``server`` or ``relay``): its ports, CPU time and RSS, via psutil.
 
-    def __init__(self, kind: str, max_members: int = 256):
+    ``lifted``: the server runs with the LIFTED budgets; False runs it with every default.
+    """
+
+    def __init__(self, kind: str, max_members: int = 256, lifted: bool = True):
         import psutil
 
         self.kind = kind
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tcrp_lab.bench", "--child", kind, "--max-members", str(max_members)],
+            [sys.executable, "-m", "tcrp_lab.bench", "--child", kind, "--max-members", str(max_members),
+             *(["--lifted"] if lifted else [])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         self.ps = psutil.Process(self.proc.pid)
         ready = self._read()
         self.udp = ("127.0.0.1", ready["udp"])
         self.tcp = ("127.0.0.1", ready.get("tcp", 0))
         self.fingerprint: str | None = ready.get("fingerprint")
+        self.limits: dict[str, float] = ready.get("limits", {})
 
     def _read(self) -> dict[str, Any]:
         assert self.proc.stdout is not None
@@ -188,33 +260,57 @@ class Member:
                                 datagram.header)
         return decode_payload(plaintext, from_server=True)
 
+    def leave(self) -> None:
+        """Tell the server we leave (a host closes its room), then close the socket."""
+        if self.channel is not None:
+            try:
+                self.sock.send(self.channel.seal(Leave().encode()))
+            except OSError:
+                pass
+        self.close()
+
     def close(self) -> None:
         self.sock.close()
 
 
-def _udp_socket(address: tuple[str, int]) -> socket.socket:
+@dataclass(frozen=True)
+class Target:
+    """Where a server listens, for a process that did not start it (an attacker); :class:`Child` has the same
+    three attributes."""
+
+    tcp: tuple[str, int]
+    udp: tuple[str, int]
+    fingerprint: str | None
+
+
+def _udp_socket(address: tuple[str, int], source: str = "") -> socket.socket:
+    """A UDP socket connected to ``address``; bound to the local address ``source`` if given."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+    if source:
+        sock.bind((source, 0))
     sock.connect(address)
     return sock
 
 
-def join_server(child: Child, room: str, username: str, *, create: bool = False,
+def join_server(child: Child | Target, room: str, username: str, *, create: bool = False,
                 sock: socket.socket | None = None, timeout: float = 10.0,
-                prepared: tuple[bytes, bytes] | None = None) -> Member:
+                prepared: tuple[bytes, bytes] | None = None, password: str = "", source: str = "") -> Member:
     """Handshake, CREATE_ROOM or JOIN_ROOM, then ``hello`` until ``welcome``: a real join.
 
-    ``prepared`` is a ``(premaster, ClientKeyExchange)`` pair from :func:`prepare_key_exchanges`.
+    ``prepared`` is a ``(premaster, ClientKeyExchange)`` pair from :func:`prepare_key_exchanges`;
+    ``source`` a local address to come from (TCP and UDP), for the attackers of ``--adversary``.
     """
-    message = Message.create_room(room, username) if create else Message.join_room(room, username)
-    if prepared is None:
+    message = (Message.create_room if create else Message.join_room)(room, username, password)
+    if prepared is None and not source:
         with ControlConnection(child.tcp, fingerprint=child.fingerprint, timeout=timeout) as control:
             complete = control.enter(message)
         keys = control.keys
     else:
-        complete, keys = _enter_prepared(child, message, prepared, timeout)
+        complete, keys = _enter_prepared(child, message, prepared or prepare_key_exchanges(child, 1, source)[0],
+                                         timeout, source)
     channel = UdpChannel.client(room, bytes.fromhex(complete["token"]), keys)
-    member = Member(username, sock or _udp_socket(child.udp), channel)
+    member = Member(username, sock or _udp_socket(child.udp, source), channel)
     if sock is None:
         _until(member, lambda: member.sock.send(channel.seal(Hello().encode())),
                lambda data: isinstance(member.decode(data), Welcome), timeout)
@@ -223,15 +319,15 @@ def join_server(child: Child, room: str, username: str, *, create: bool = False,
     return member
 
 
-def prepare_key_exchanges(child: Child, n: int) -> list[tuple[bytes, bytes]]:
+def prepare_key_exchanges(child: Child | Target, n: int, source: str = "") -> list[tuple[bytes, bytes]]:
     """``n`` premasters RSA-encrypted to the server's key ahead of time.
 
     A client's RSA encryption runs on each student's machine; done here, inside the measured
     window, it would make the bench measure its own 50 clients on one core instead of the server.
     The encryption does not depend on the ServerHello's nonce, only the key derivation does.
     """
-    with ControlConnection(child.tcp, fingerprint=child.fingerprint) as control:
-        hello = control.server_hello
+    with _connect(child, 10.0, source) as sock:
+        hello = ServerHello.decode(FramedSocket(sock, time.monotonic() + 10.0).recv())
     out = []
     for _ in range(n):
         premaster = system_random(32)
@@ -239,12 +335,18 @@ def prepare_key_exchanges(child: Child, n: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def _enter_prepared(child: Child, message: Message, prepared: tuple[bytes, bytes],
-                    timeout: float) -> tuple[dict[str, Any], Any]:
+def _connect(child: Child | Target, timeout: float, source: str = "") -> socket.socket:
+    """A TCP connection to the server (from the local address ``source`` if given)."""
+    sock = socket.create_connection(child.tcp, timeout=timeout, source_address=(source, 0) if source else None)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _enter_prepared(child: Child | Target, message: Message, prepared: tuple[bytes, bytes],
+                    timeout: float, source: str = "") -> tuple[dict[str, Any], Any]:
     """What ControlConnection.enter does, with the premaster encrypted beforehand."""
     premaster, ckx = prepared
-    with socket.create_connection(child.tcp, timeout=timeout) as sock:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    with _connect(child, timeout, source) as sock:
         io = FramedSocket(sock, time.monotonic() + timeout)
         hello = ServerHello.decode(io.recv())
         if hello.fingerprint != child.fingerprint:
@@ -380,18 +482,20 @@ class Room:
             member.close()
 
 
-def make_room(child: Child, target: str, size: int, name: str, workers: int = 8) -> Room:
-    """``size`` members in one room; the first creates it (on ours). Joined in parallel, in order."""
+def make_room(child: Child, target: str, size: int, name: str, workers: int = 8, first: int = 0) -> Room:
+    """``size`` members in one room; the first creates it (on ours) unless the room exists (``first``
+    > 0: they are m<first> and on). Joined in parallel, in order."""
     if target == "relay":
         probe = Member("reset", _udp_socket(child.udp))
         _until(probe, lambda: probe.sock.send(RELAY_RESET), lambda data: data == RELAY_OK, 10)
         probe.close()
         members = [join_relay(child, f"m{i}") for i in range(size)]  # order = the relay's order
         return Room(target, members, child)
-    host = join_server(child, name, "m0", create=True)
+    names = [f"m{i}" for i in range(first, first + size)]
+    host = join_server(child, name, names[0], create=not first)
     with ThreadPoolExecutor(workers) as pool:
-        guests = list(pool.map(lambda i: join_server(child, name, f"m{i}"), range(1, size - 1)))
-    last = join_server(child, name, f"m{size - 1}")  # joins last: the server sends to it last
+        guests = list(pool.map(lambda username: join_server(child, name, username), names[1:-1]))
+    last = join_server(child, name, names[-1])  # joins last: the server sends to it last
     room = Room(target, [host, *guests, last], child)
     drain(room.members)
     return room
@@ -585,7 +689,8 @@ class Options:
 def run(options: Options, step: Callable[[str], None] = lambda what: None) -> dict[str, Any]:
     """Every scenario on our server and on the relay, rounds alternating between the two so that
     both meet the same machine. ``step(what)`` is called before each phase (for progress)."""
-    result: dict[str, Any] = {"machine": machine(), "options": dict(vars(options)), "window": WINDOW}
+    result: dict[str, Any] = {"machine": machine(), "options": dict(vars(options)), "window": WINDOW,
+                              "lifted": LIFTED}
     children = {"ours": Child("server", max_members=max(options.burst_members, options.members, 256)),
                 "relay": Child("relay")}
     figures: dict[str, dict[str, Any]] = {target: {"full": [], "burst": []} for target in children}
@@ -669,7 +774,7 @@ def _fan_out_figures(figures: dict[str, dict[str, Any]], options: Options) -> di
 
 
 def _met(value: float, op: str, bound: float) -> bool:
-    return {"<": value < bound, ">=": value >= bound, "==": value == bound}[op]
+    return {"<": value < bound, "<=": value <= bound, ">=": value >= bound, "==": value == bound}[op]
 
 
 def machine() -> dict[str, Any]:
@@ -703,7 +808,9 @@ def table(result: dict[str, Any]) -> Any:
 
     rounds = r["options"]["rounds"]
     t = Table(title=f"tcrp_lab bench: {m['cpus']} cores ({m['cpu']}), Python {m['python']}, "
-                    f"load {m['load_average'][0]:g}; medians of {rounds} round(s)")
+                    f"load {m['load_average'][0]:g}; medians of {rounds} round(s)",
+              caption=f"our server lifts {' and '.join(LIFTED)} (0 = no limit) for these scenarios; every other "
+                      "limit is the default")
     for column in ("figure", "ours", "bare relay", "ours / relay", "target", "met"):
         t.add_column(column, justify="left" if column in ("figure", "target") else "right")
     t.add_row(f"{r['joins']} joins at once: wall", f"{r['join_wall_s'] * 1000:.0f} ms", "", "", "< 200 ms",
@@ -713,7 +820,8 @@ def table(result: dict[str, Any]) -> Any:
     t.add_row(f"fan-out to {r['members']}, full speed", f"{r['deliveries_per_s']:,.0f}/s",
               f"{r['relay_deliveries_per_s']:,.0f}/s", f"{r['ratio_to_relay']:.2f}x", ">= 0.20x", ok("ratio_to_relay"))
     cpu_ratio = r["cpu_ratio_to_relay"]
-    t.add_row("  server CPU per delivery", f"{r['cpu_us_per_delivery']:.1f} µs", f"{r['relay_cpu_us_per_delivery']:.1f} µs",
+    t.add_row("  server CPU per delivery", f"{r['cpu_us_per_delivery']:.1f} µs",
+              f"{r['relay_cpu_us_per_delivery']:.1f} µs",
               "too short to tell" if cpu_ratio is None else f"{cpu_ratio:.2f}x", "", "")
     t.add_row("  bench process CPU (1.0 = it was the limit)", f"{r['bench_cpu_share']:.2f}",
               f"{r['relay_bench_cpu_share']:.2f}", "", "", "")
@@ -737,44 +845,74 @@ def table(result: dict[str, Any]) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .adversary import ATTACKS, AdversaryOptions, adversary_table, run_adversary
+
     parser = argparse.ArgumentParser(
         prog="python -m tcrp_lab.bench",
         description="Measure joins, fan-out, latency, a classroom burst and memory per member against a bare "
-                    "UDP relay, in one run on loopback.")
-    parser.add_argument("--quick", action="store_true", help="fewer messages and one round (under a minute)")
+                    "UDP relay, in one run on loopback. With --adversary: the legitimate load of a classroom alone, "
+                    "then next to each attacker in turn, on a server with every limit at its default.")
+    parser.add_argument("--quick", action="store_true", help="fewer messages and one round (under a minute); "
+                        "with --adversary, 3 s per attacker (under two minutes)")
     parser.add_argument("--json", action="store_true", help="print only one JSON object on stdout")
-    defaults = Options()
-    parser.add_argument("--joins", type=positive(int, "whole number"), help=f"clients joining at once (default {defaults.joins})")
-    parser.add_argument("--members", type=positive(int, "whole number"), help=f"fan-out room size (default {defaults.members})")
-    parser.add_argument("--senders", type=positive(int, "whole number"), help=f"fan-out senders (default {defaults.senders})")
-    parser.add_argument("--messages", type=positive(int, "whole number"), help="messages at full speed")
-    parser.add_argument("--rate", type=positive(float, "number"), help=f"steady messages/s (default {defaults.rate:g})")
-    parser.add_argument("--steady-seconds", type=positive(float, "number"), help="length of the steady phase")
-    parser.add_argument("--burst-members", type=positive(int, "whole number"), help="members sending at once in the burst")
-    parser.add_argument("--idle-members", type=positive(int, "whole number"), help="idle members for the memory figure")
-    parser.add_argument("--rounds", type=positive(int, "whole number"), help="repetitions of joins, full speed and burst")
-    parser.add_argument("--child", choices=("server", "relay"), help=argparse.SUPPRESS)
+    parser.add_argument("--adversary", action="store_true",
+                        help="measure the legitimate load under each attack: " + ", ".join(ATTACKS))
+    parser.add_argument("--attack", action="append", choices=tuple(ATTACKS), metavar="NAME",
+                        help="with --adversary: only this attacker (repeat for more)")
+    defaults, adversary = Options(), AdversaryOptions()
+    whole, number = positive(int, "whole number"), positive(float, "number")
+    parser.add_argument("--joins", type=whole, help=f"clients joining at once (default {defaults.joins}; "
+                                                    f"--adversary: spread over the window, default {adversary.joins})")
+    parser.add_argument("--members", type=whole, help=f"fan-out room size (default {defaults.members})")
+    parser.add_argument("--senders", type=whole, help=f"fan-out senders (default {defaults.senders})")
+    parser.add_argument("--messages", type=whole, help="messages at full speed")
+    parser.add_argument("--rate", type=number, help=f"steady messages/s (default {defaults.rate:g})")
+    parser.add_argument("--steady-seconds", type=number,
+                        help=f"length of the steady phase (--adversary: of each window, default {adversary.seconds:g})")
+    parser.add_argument("--burst-members", type=whole, help="members sending at once in the burst")
+    parser.add_argument("--idle-members", type=whole, help="idle members for the memory figure")
+    parser.add_argument("--rounds", type=whole, help="repetitions of joins, full speed and burst")
+    parser.add_argument("--child", choices=("server", "relay", "attacker"), help=argparse.SUPPRESS)
     parser.add_argument("--max-members", type=int, default=256, help=argparse.SUPPRESS)
+    parser.add_argument("--lifted", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child == "server":
-        _serve_chat(args.max_members)
+        _serve_chat(args.max_members, args.lifted)
         return 0
     if args.child == "relay":
         _serve_relay()
+        return 0
+    if args.child == "attacker":
+        from .adversary import attacker_main
+
+        attacker_main()
         return 0
 
     try:
         import psutil  # noqa: F401 - the server's CPU time and RSS
     except ImportError:
         parser.error("the bench needs psutil: pip install 'tcrp_lab[test]' (or: pip install psutil)")
-    options = Options.quick() if args.quick else Options()
-    for name in ("joins", "members", "senders", "messages", "rate", "steady_seconds", "burst_members",
-                 "idle_members", "rounds"):
-        if getattr(args, name) is not None:
-            setattr(options, name, getattr(args, name))
-    if options.members < 2 or options.burst_members < 2:
+    if args.attack and not args.adversary:
+        parser.error("--attack picks attackers for --adversary: add --adversary")
+    if args.adversary:
+        options: Options | AdversaryOptions = AdversaryOptions.quick() if args.quick else AdversaryOptions()
+        options.attacks = tuple(dict.fromkeys(args.attack or ATTACKS))
+        given = {"joins": "joins", "members": "members", "rate": "rate", "steady_seconds": "seconds"}
+    else:
+        options = Options.quick() if args.quick else Options()
+        given = {name: name for name in ("joins", "members", "senders", "messages", "rate", "steady_seconds",
+                                         "burst_members", "idle_members", "rounds")}
+    for flag, name in given.items():
+        if getattr(args, flag) is not None:
+            setattr(options, name, getattr(args, flag))
+    plain_only = ("senders", "messages", "burst_members", "idle_members", "rounds")
+    unused = [f"--{flag.replace('_', '-')}" for flag in plain_only if getattr(args, flag) is not None]
+    unused = unused if args.adversary else []
+    if unused:
+        parser.error(f"{', '.join(unused)} do not apply to --adversary")
+    if options.members < 2 or getattr(options, "burst_members", 2) < 2:
         parser.error("a room needs at least 2 members: give --members and --burst-members 2 or more")
-    if options.senders > options.members - 1:
+    if isinstance(options, Options) and options.senders > options.members - 1:
         parser.error(f"--senders must be below --members ({options.members}): the last member only listens")
 
     from rich.console import Console
@@ -783,12 +921,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err) as progress:
         task = progress.add_task("starting", total=None)
-        result = run(options, lambda what: progress.update(task, description=what))
+        measure: Callable[..., dict[str, Any]] = run_adversary if args.adversary else run  # type: ignore[assignment]
+        result = measure(options, lambda what: progress.update(task, description=what))
         progress.update(task, description="done")
     if args.json:
         print(json.dumps(_strict(result), indent=2, allow_nan=False))
     else:
-        Console(width=None if sys.stdout.isatty() else 120).print(table(result))
+        show = adversary_table if args.adversary else table
+        Console(width=None if sys.stdout.isatty() else 120).print(show(result))
     return 0
 
 

@@ -68,3 +68,136 @@ def test_the_table_shows_ours_next_to_the_relay():
 def test_bad_flags_say_what_to_do(args, message):
     done = bench(*args, timeout=30)
     assert done.returncode == 2 and message in done.stderr
+
+
+# --- --adversary ---------------------------------------------------------------------------------
+
+ADVERSARY_TINY = ["--adversary", "--quick", "--members", "3", "--rate", "20", "--steady-seconds", "0.5",
+                  "--joins", "2"]
+
+
+def strict_json(text: str) -> dict:
+    """The JSON object, refusing NaN and Infinity (which json.loads would otherwise accept)."""
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} in the JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.fixture(scope="module")
+def adversary() -> dict:
+    done = bench(*ADVERSARY_TINY, "--json", timeout=280)
+    assert done.returncode == 0, done.stderr
+    return strict_json(done.stdout)
+
+
+def test_the_adversary_json_has_every_attacker_and_every_figure(adversary):
+    from tcrp_lab.adversary import ATTACKS
+
+    assert adversary["mode"] == "adversary" and list(adversary["attacks"]) == list(ATTACKS)
+    alone = [adversary["alone"], adversary["alone_again"]]
+    for name, scenario in [("alone", alone[0]), ("alone again", alone[1]), *adversary["attacks"].items()]:
+        for key in ("deliveries_per_s", "latency_p50_ms", "latency_p99_ms", "first_copy_loss", "server_cpu_share"):
+            assert isinstance(scenario[key], (int, float)) and math.isfinite(scenario[key]), (name, key)
+        assert scenario["lost"] >= 0 and scenario["late"] >= 0 and scenario["receivers"] == 2, name
+        assert 0 <= scenario["joins_failed"] <= scenario["joins"] == 2, name
+        assert scenario["legit_dropped"] == {}, (name, "the server dropped legitimate traffic")
+    for name, scenario in adversary["attacks"].items():
+        assert scenario["goodput_ratio"] == pytest.approx(   # to the mean of the runs alone, first and last
+            scenario["deliveries_per_s"] / ((alone[0]["deliveries_per_s"] + alone[1]["deliveries_per_s"]) / 2)), name
+        assert scenario["p99_ratio"] == pytest.approx(
+            scenario["latency_p99_ms"] / ((alone[0]["latency_p99_ms"] + alone[1]["latency_p99_ms"]) / 2)), name
+        assert set(scenario["targets"]) == {"goodput_ratio", "p99_ratio", "lost", "amplification"}, name
+        assert all(met in (True, False, None) for met in scenario["targets"].values()), name
+        assert scenario["targets"]["lost"] == (scenario["lost"] == 0), name
+    assert adversary["all_met"] == all(met is not False for s in adversary["attacks"].values()
+                                       for met in s["targets"].values())
+
+
+def test_the_adversary_server_runs_every_limit_at_its_default(adversary):
+    from dataclasses import asdict
+
+    from tcrp_lab.limits import Limits
+
+    assert adversary["limits"] == asdict(Limits())
+
+
+def test_every_attacker_sent_from_its_own_address_and_the_server_counted_what_it_refused(adversary):
+    attacks = adversary["attacks"]
+    addresses = [s["ip"] for s in attacks.values()]
+    assert len(set(addresses)) == len(addresses) and "127.0.0.1" not in addresses
+    for name in ("resend_flood", "spoofed_resend", "hello_flood", "garbage"):
+        assert attacks[name]["attacker"]["datagrams"] > 0, name
+    for name in ("handshake_hold", "key_exchange_churn", "wrong_password", "idle_connections", "room_flood"):
+        assert attacks[name]["attacker"]["connections"] > 0, name
+    dropped = {name: s["dropped"] for name, s in attacks.items()}
+    assert dropped["hello_flood"].get("throttled_hello", 0) + dropped["hello_flood"].get("throttled_address", 0) > 0
+    assert {"malformed", "unknown_token"} <= set(dropped["garbage"])
+    for name, reason, limit in (
+            ("handshake_hold", "too_many_handshakes_from_address", "max_handshakes_per_address"),
+            ("idle_connections", "too_many_connections_from_address", "max_connections_per_address")):
+        attacker = attacks[name]["attacker"]
+        assert dropped[name][reason] >= attacker["refused"] > 0, name   # every refusal it got was counted
+        assert 0 < attacker["held_max"] <= adversary["limits"][limit], name
+    assert dropped["wrong_password"]["request_error:wrong_password"] >= 1
+    answers = attacks["wrong_password"]["attacker"]["answers"]
+    assert answers.get("wrong_password", 0) >= 1 and "ok" not in answers
+    rooms = attacks["room_flood"]["attacker"]["answers"]
+    assert 1 <= rooms.get("ok", 0) <= adversary["limits"]["max_rooms_per_address"]
+    assert dropped["room_flood"].get("request_error:server_busy", 0) >= rooms.get("server_busy", 0) > 0
+    assert attacks["cpu_hog"]["attacker"]["datagrams"] == attacks["cpu_hog"]["attacker"]["connections"] == 0
+    assert attacks["cpu_hog"]["dropped"] == {}
+
+
+def test_a_spoofed_address_gets_at_most_a_challenge_and_the_worst_amplification_is_reported(adversary):
+    spoofed = adversary["attacks"]["spoofed_resend"]
+    victim = next(a for a in spoofed["attacker"]["addresses"].values() if not a["proven"])
+    assert victim["sent"] > 0 and 0 < victim["received"] <= 3 * victim["sent"]   # a challenge, no history
+    assert spoofed["amplification"] == pytest.approx(victim["received"] / victim["sent"])
+    own = adversary["attacks"]["resend_flood"]["attacker"]["addresses"]
+    assert [a["proven"] for a in own.values()] == [True] and next(iter(own.values()))["received"] > 0
+    unproven = {name: s["amplification"] for name, s in adversary["attacks"].items() if s["amplification"] is not None}
+    assert adversary["worst_amplification"] == max(unproven.values())
+    assert adversary["worst_amplification_attack"] in unproven
+
+
+def test_the_adversary_table_names_every_attacker_and_the_run_alone():
+    from tcrp_lab.adversary import ATTACKS
+
+    done = bench(*ADVERSARY_TINY, "--attack", "garbage", "--attack", "cpu_hog", timeout=120)
+    assert done.returncode == 0, done.stderr
+    for words in ("none (alone)", "none (again, last)", "garbage", "cpu_hog", "goodput", "p99", "lost",
+                  "Every limit at its default"):
+        assert words in done.stdout, words
+    assert not (set(ATTACKS) - {"garbage", "cpu_hog"}) & set(done.stdout.split())   # only those asked for
+
+
+def test_the_throughput_scenarios_say_which_budgets_they_lift(tiny):
+    assert tiny["lifted"] == {"chat_rate": 0, "address_rate": 0}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--adversary", "--attack", "nope"], "invalid choice: 'nope'"),
+    (["--attack", "garbage"], "--attack picks attackers for --adversary"),
+    (["--adversary", "--messages", "5"], "--messages do not apply to --adversary"),
+])
+def test_bad_adversary_flags_say_what_to_do(args, message):
+    done = bench(*args, timeout=30)
+    assert done.returncode == 2 and message in done.stderr
+
+
+def test_resend_ranges_are_runs_of_at_most_one_resend_each():
+    from tcrp_lab.adversary import _ranges
+
+    assert list(_ranges([])) == []
+    assert list(_ranges([3, 4, 5, 9, 11, 12])) == [(3, 5), (9, 9), (11, 12)]
+    assert list(_ranges(list(range(1, 601)), most=256)) == [(1, 256), (257, 512), (513, 600)]
+
+
+def test_amplification_is_bytes_back_over_bytes_in_for_unproven_and_own_addresses_apart():
+    from tcrp_lab.adversary import _amplification
+
+    report = {"addresses": {"127.0.0.2": {"proven": True, "sent": 100, "received": 5000},
+                            "127.0.0.102": {"proven": False, "sent": 1000, "received": 150}}}
+    assert _amplification(report) == {"amplification": 0.15, "proven_amplification": 50.0}
+    assert _amplification({"addresses": {}}) == {"amplification": None, "proven_amplification": None}
