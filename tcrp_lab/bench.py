@@ -39,7 +39,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter, defaultdict, deque
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -91,7 +91,6 @@ def _serve_chat(max_members: int, lifted: bool) -> None:
 
     options: dict[str, Any] = {"inactivity_timeout": 3600, "max_members": max_members, **LIFTED} if lifted else {}
     server = ChatServer("127.0.0.1", 0, 0, **options)
-    by_source = _count_drops_by_source(server)
     log, logger = _LogTail(), logging.getLogger("tcrp_lab.server")
     logger.addHandler(log)   # what a teacher reads (its reports of drops): kept for the result, not on our stderr
     logger.setLevel(logging.INFO)
@@ -100,9 +99,7 @@ def _serve_chat(max_members: int, lifted: bool) -> None:
           "limits": dataclasses.asdict(server.limits)})
     for line in sys.stdin:
         if line.strip() == "stats":
-            drops = {ip: dict(reasons) for ip, reasons in list(by_source.items())}
-            _say({**server.stats, "drops_by_source": drops, "kernel_drops": _kernel_drops(server.address.udp_port),
-                  "log": log.take()})
+            _say({**server.stats, "kernel_drops": _kernel_drops(server.address.udp_port), "log": log.take()})
         elif line.strip() == "stop":
             break
     start = time.perf_counter()
@@ -122,22 +119,6 @@ class _LogTail(logging.Handler):
 
     def take(self) -> list[str]:
         return [self.lines.popleft() for _ in range(len(self.lines))]
-
-
-def _count_drops_by_source(server: Any) -> defaultdict[str, Counter[str]]:
-    """Wrap ``server.drop`` (every refusal and drop goes through it) to count drops per source
-    address too: ip -> Counter of reasons (the server's own stats count reasons, not sources)."""
-    by_source: defaultdict[str, Counter[str]] = defaultdict(Counter)
-    drop = server.drop
-
-    def counted(reason: str, peer: object = None, detail: str = "", who: str = "") -> None:
-        # No lock: one on every dropped datagram slowed the server's UDP thread by ~10% under a flood;
-        # the GIL makes a lost count unlikely (two threads adding to the same source and reason at once).
-        by_source[str(peer[0]) if isinstance(peer, tuple) and peer else "?"][reason] += 1
-        drop(reason, peer, detail, who)
-
-    server.drop = counted
-    return by_source
 
 
 def _kernel_drops(udp_port: int) -> int | None:

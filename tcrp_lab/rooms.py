@@ -79,6 +79,7 @@ class Member:
     acked: dict[int, int | Refused] = field(default_factory=dict)  # chat id -> room seq (or refusal)
     next_id: int = 1                                      # the chat id to post next, in order
     held: dict[int, tuple[str | None, float]] = field(default_factory=dict)  # id -> (text, arrival); None: refused
+    resend_cut: int = 0                       # room messages a resend asked for but the budget withheld
 
     def __repr__(self) -> str:
         role = "host" if self.is_host else "guest"
@@ -405,7 +406,9 @@ class RoomRegistry:
                 return []
             budget = member.budget
             if budget is not None:
-                hi = lo + budget.resend.take_up_to(self.clock(), hi - lo + 1) - 1
+                allowed = budget.resend.take_up_to(self.clock(), hi - lo + 1)
+                member.resend_cut += hi - lo + 1 - allowed
+                hi = lo + allowed - 1
             return [Delivery(room.history[s - oldest][0], (member,)) for s in range(lo, hi + 1)]
 
     def leave(self, member: Member) -> list[Delivery]:

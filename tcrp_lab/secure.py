@@ -49,11 +49,14 @@ class SecureProfile:
                                                  time.monotonic() + server.limits.key_exchange_timeout)
         io.send(hello.body)
         ckx = io.recv()   # §8.1: within key_exchange_timeout, or the connection is closed
-        io.deadline = deadline
         keys = None
+        if not server.key_exchanges.acquire(timeout=max(0.0, io.deadline - time.monotonic())):
+            raise TimeoutError("no RSA slot before the key exchange deadline")
+        io.deadline = deadline
         try:
             keys = accept_key_exchange(server.key, hello, ckx)
         finally:  # traced even when it fails to decrypt
+            server.key_exchanges.release()
             if trace:
                 trace(side="server", direction="in", transport="tcp", peer=peer, raw=wire_frame(ckx),
                       kind="ClientKeyExchange", session=session, keys=keys, hello=hello)
@@ -173,11 +176,15 @@ class SecureProfile:
         if isinstance(payload, Ping):
             return registry.ping(member) if budget.ping.take(now) else self._throttled("ping", member, peer)
         if isinstance(payload, Resend):
-            return registry.resend(member, payload.first, payload.last)
+            cut = member.resend_cut
+            out = registry.resend(member, payload.first, payload.last)
+            if member.resend_cut > cut:  # §8.4: the session's resend budget answered only part of it
+                self._throttled("resend", member, peer)
+            return out
         return []
 
     def _throttled(self, what: str, member: Member, peer: tuple[str, int]) -> list[Delivery]:
-        self.server.drop(f"throttled_{what}" if what in ("hello", "chat", "ping") else what, peer,
+        self.server.drop(f"throttled_{what}" if what in ("hello", "chat", "ping", "resend") else what, peer,
                          who=f"{member.username} in {member.room.name}")   # who: for the teacher's log
         return []
 

@@ -49,7 +49,7 @@ REAP_INTERVAL = 0.5           #: the reaper's period: timeouts are acted on with
 REPORT_INTERVAL = 10.0        #: seconds between two log lines about what was dropped or throttled
 TRACE_REJECTED_RATE = 20.0    #: rejected datagrams traced per second at most (the rest are counted)
 EVICT_AFTER = 1.0             #: a full server closes the oldest key exchange older than this to admit one
-UDP_SHARDS = 4                #: UDP sockets on the port, each with its own queue and thread (§8.4)
+UDP_SHARDS = 8                #: UDP sockets on the port, each with its own queue and thread (§8.4)
 UDP_RCVBUF = 1 << 21          #: receive buffer of each UDP socket
 MAX_THROTTLED_SOURCES = 1024  #: source addresses a UDP thread counts apart; the rest add up as "others"
 Trace = Callable[..., None]
@@ -64,6 +64,7 @@ class ServerStats:
         self._lock = threading.Lock()
         self.counters: Counter[str] = Counter()
         self.drops: Counter[str] = Counter()
+        self.by_source: dict[str, Counter[str]] = {}              # source address -> reasons, since the start
         self._recent: Counter[tuple[str, str, str]] = Counter()   # since the last report
 
     def add(self, name: str, n: int = 1) -> None:
@@ -73,6 +74,10 @@ class ServerStats:
     def drop(self, reason: str, source: str = "?", who: str = "") -> None:
         with self._lock:
             self.drops[reason] += 1
+            if source in self.by_source or len(self.by_source) < self.MAX_SOURCES:
+                self.by_source.setdefault(source, Counter())[reason] += 1
+            else:
+                self.by_source.setdefault("others", Counter())[reason] += 1
             key = (reason, source, who)
             if key not in self._recent and len(self._recent) >= self.MAX_SOURCES:
                 key = (reason, "others", "")
@@ -90,6 +95,7 @@ class ServerStats:
                 "connections", "open_connections", "joins", "datagrams_in", "datagrams_out")}
             out.update({k: v for k, v in self.counters.items() if k not in out})
             out["drops"] = dict(self.drops)
+            out["drops_by_source"] = {source: dict(reasons) for source, reasons in self.by_source.items()}
             return out
 
 
@@ -133,10 +139,14 @@ class ChatServer:
         self.registry = RoomRegistry(inactivity_timeout=inactivity_timeout, clock=clock, rng=self.rng,
                                      wall_clock=wall_clock, limits=self.limits)
         self._trace_rejected = TokenBucket(TRACE_REJECTED_RATE)   # shared by the UDP threads, under its lock
+        self._new_connections: BucketTable[str] = BucketTable(self.limits.connection_rate, 64)   # accept thread only
+        # RSA-OAEP decryption is a join's one costly step: a few at once, so a churn of key exchanges
+        # cannot take every core from the UDP threads (§8.1).
+        self.key_exchanges = threading.BoundedSemaphore(max(1, self.limits.max_key_exchanges))
         self._trace_lock = threading.Lock()
         self._stats = ServerStats()
         self.profile = _make_profile(profile, self)
-        self.udp_shards = 1 if profile == "legacy" else max(1, udp_shards)   # TCRP/1's relay has one thread
+        self.udp_shards = 1 if profile == "legacy" else max(1, min(256, udp_shards))   # TCRP/1's relay: one thread
         self._shards: list[_UdpShard] = []
         self._tcp: socket.socket | None = None
         self._udp: socket.socket | None = None     # the first UDP socket: the one the server sends from
@@ -167,13 +177,18 @@ class ChatServer:
 
     @property
     def stats(self) -> dict[str, Any]:
-        """Counters right now: connections, rooms, members, datagrams in/out, drops by reason."""
+        """Counters right now: connections, rooms, members, datagrams in/out, drops by reason and
+        (``drops_by_source``) by source address."""
         snap = self._stats.snapshot()
         snap["rooms"], snap["members"] = getattr(self.profile, "counts", self.registry.counts)()
         snap["datagrams_in"] += sum(shard.received for shard in self._shards)
         throttled = sum(shard.throttled_total for shard in self._shards)
         if throttled:
             snap["drops"]["throttled_address"] = snap["drops"].get("throttled_address", 0) + throttled
+            for shard in self._shards:
+                for source, n in dict(shard.throttled).items():   # a copy: the UDP thread counts on
+                    by_source = snap["drops_by_source"].setdefault(source, {})
+                    by_source["throttled_address"] = by_source.get("throttled_address", 0) + n
         snap["udp_queues"] = len(self._shards)
         return snap
 
@@ -186,7 +201,8 @@ class ChatServer:
             tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             tcp.bind((self.host, self._ports[0]))
             tcp.listen(128)
-            udps = bind_udp(self.host, self._ports[1], self.udp_shards, UDP_RCVBUF)
+            udps = bind_udp(self.host, self._ports[1], self.udp_shards, UDP_RCVBUF,
+                            key=int.from_bytes(self.rng(4), "big"))
         except OSError as exc:
             tcp.close()
             raise OSError(exc.errno, f"cannot listen on {self.host} tcp {self._ports[0]} / udp {self._ports[1]}: "
@@ -329,6 +345,9 @@ class ChatServer:
         """None if a connection from ``ip`` may be served (§8.1), else (drop reason, what to tell it).
         A full server makes room by closing its oldest key exchange, if one is older than EVICT_AFTER."""
         limits = self.limits
+        if not self._new_connections.take(ip, time.monotonic()):
+            return "throttled_connections", (f"your address {ip} opens connections faster than "
+                                             f"{limits.connection_rate:g} a second: wait a moment and try again")
         if self._per_address[ip] >= limits.max_connections_per_address:
             return "too_many_connections_from_address", (
                 f"your address {ip} already has {self._per_address[ip]} connections open, the most one address may "

@@ -23,12 +23,17 @@ __all__ = ["bind_udp", "steering_program"]
 
 SO_ATTACH_REUSEPORT_CBPF = 51        #: from <asm-generic/socket.h>
 _SKF_NET_OFF = -0x100000             #: classic BPF: offsets from the network (IP) header
-_BPF_LD_W_ABS, _BPF_ALU_MOD_K, _BPF_RET_A = 0x20, 0x94, 0x16
+_BPF_LD_W_ABS, _BPF_ALU_MUL_K, _BPF_ALU_RSH_K, _BPF_ALU_MOD_K, _BPF_RET_A = 0x20, 0x24, 0x74, 0x94, 0x16
 
 
-def steering_program(shards: int) -> bytes:
-    """The classic BPF instructions ``A = source IPv4 address; A %= shards; return A``."""
+def steering_program(shards: int, key: int) -> bytes:
+    """Classic BPF: ``A = source IPv4 address; A *= key; A >>= 24; A %= shards; return A`` (at most 256).
+
+    ``key`` (odd, random per server) mixes every bit of the address into the choice, so a student
+    cannot pick an address that shares the queue of a classmate's without knowing it."""
     insns = [(_BPF_LD_W_ABS, 0, 0, (_SKF_NET_OFF + 12) & 0xFFFFFFFF),   # IPv4 header bytes 12-15: source
+             (_BPF_ALU_MUL_K, 0, 0, key | 1),
+             (_BPF_ALU_RSH_K, 0, 0, 24),                                # the top byte: the best mixed
              (_BPF_ALU_MOD_K, 0, 0, shards),
              (_BPF_RET_A, 0, 0, 0)]
     return b"".join(struct.pack("HBBI", *insn) for insn in insns)
@@ -40,7 +45,7 @@ def _attach(sock: socket.socket, program: bytes) -> None:
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
 
 
-def bind_udp(host: str, port: int, shards: int, rcvbuf: int) -> list[socket.socket]:
+def bind_udp(host: str, port: int, shards: int, rcvbuf: int, key: int = 0x9E3779B1) -> list[socket.socket]:
     """Bind ``shards`` UDP sockets to ``(host, port)``, steered by source address, or one socket.
 
     OSError if the port is taken. The port is first bound without ``SO_REUSEPORT``, so a port that
@@ -65,7 +70,7 @@ def bind_udp(host: str, port: int, shards: int, rcvbuf: int) -> list[socket.sock
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             sock.bind((host, port))
-        _attach(group[0], steering_program(shards))
+        _attach(group[0], steering_program(shards, key))
         return group
     except OSError:
         for sock in group:

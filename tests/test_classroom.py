@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from tcrp_lab import ChatClient, ChatServer
-from tcrp_lab.client import ControlConnection, RateLimited, ServerBusy, UsernameTaken, WrongPassword
+from tcrp_lab.client import ControlConnection, RateLimited, ServerBusy, TcrpError, UsernameTaken, WrongPassword
 from tcrp_lab.crypto import ServerKey, UdpChannel, open_sealed
 from tcrp_lab.protocol import MAX_TEXT_BYTES, Challenge, Datagram, Hello, Message, Resend, decode_payload
 from tcrp_lab.trace import Trace
@@ -189,7 +189,12 @@ def test_a_resend_flood_is_answered_within_its_budget_and_other_rooms_chat_on(se
 
 # --- "512 idle TCP connections from one address refuse every later join" -------------------------
 
-def test_idle_connections_from_one_address_are_capped_and_told_why_while_others_join(server):
+def test_idle_connections_from_one_address_are_capped_and_told_why_while_others_join():
+    with ChatServer("127.0.0.1", 0, 0, key=KEY, connection_rate=0) as server:   # the cap alone, not the rate
+        _idle_connections_are_capped(server)
+
+
+def _idle_connections_are_capped(server: ChatServer) -> None:
     idle = []
     try:
         for _ in range(server.limits.max_handshakes_per_address):
@@ -224,6 +229,18 @@ def test_a_full_server_evicts_the_oldest_unfinished_handshake_to_let_a_member_in
         assert server.stats["drops"]["handshake_evicted"] >= 1
         for sock in stale:
             sock.close()
+
+
+def test_connections_opened_in_a_loop_are_throttled_per_address_and_others_still_join(server):
+    refused = 0
+    for _ in range(200):
+        try:
+            ChatClient.list_rooms(server.address, bind=ATTACKER, timeout=5)
+        except ServerBusy as exc:
+            assert "faster than 20 a second" in str(exc)
+            refused += 1
+    assert refused > 100 and server.stats["drops"]["throttled_connections"] == refused
+    chat_works(server, n=3)
 
 
 # --- "one client creates 1000 rooms, then server_busy for everyone" ------------------------------
@@ -286,15 +303,17 @@ def test_parallel_password_guessing_backs_off_and_the_right_password_still_works
 
     def guesser(start: int) -> None:
         pin = start
-        with ControlConnection(server.address, bind=ATTACKER) as control:
-            while time.monotonic() < stop:
-                try:
-                    control.enter(Message.join_room("vault", f"m{pin}", f"{pin:04d}"))
-                except (WrongPassword, RateLimited) as exc:
-                    outcomes.append(type(exc).__name__)
-                    pin += 4
-                except Exception:   # the server closes a connection after 3 failed requests: reconnect
-                    return guesser(pin)
+        while time.monotonic() < stop:
+            try:
+                with ControlConnection(server.address, bind=ATTACKER) as control:
+                    while time.monotonic() < stop:
+                        try:
+                            control.enter(Message.join_room("vault", f"m{pin}", f"{pin:04d}"))
+                        except (WrongPassword, RateLimited) as exc:
+                            outcomes.append(type(exc).__name__)
+                            pin += 4
+            except TcrpError:   # closed after 3 failed requests, or refused (connection rate): again
+                time.sleep(0.01)
 
     threads = [threading.Thread(target=guesser, args=(i,)) for i in range(4)]
     for t in threads:

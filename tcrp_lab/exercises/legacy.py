@@ -111,7 +111,7 @@ def _diagnosis(got: Any, want: bytes, plaintext: bytes, hint: str) -> str:
     got = bytes(got)
     if len(got) > len(want) and got.startswith(want):
         return (f"the first {len(want)} bytes are right, then garbage: " + _STOP
-                + f" (a known message's keystream fits only after the same ciphertext block)")
+                + " (a known message's keystream fits only after the same ciphertext block)")
     if len(got) < len(want) and want.startswith(got):
         return f"right as far as it goes, but {len(want)} bytes can be read here: " + hint
     return hint
