@@ -174,7 +174,10 @@ def test_the_adversary_table_names_every_attacker_and_the_run_alone():
 
 
 def test_the_throughput_scenarios_say_which_budgets_they_lift(tiny):
-    assert tiny["lifted"] == {"chat_rate": 0, "address_rate": 0}
+    from tcrp_lab.bench import LIFTED
+    from tcrp_lab.limits import Limits
+
+    assert tiny["lifted"] == LIFTED and set(LIFTED) <= set(Limits.names()) and set(LIFTED.values()) == {0}
 
 
 @pytest.mark.parametrize("args, message", [

@@ -44,7 +44,7 @@ def _fastest_join_ms(server: ChatServer, room: str, tag: str) -> float:
 
 def test_200_idle_connections_do_not_slow_a_join_by_more_than_2x():
     # The per-address limits (TCRP.md §8.1) are lifted: this measures threads, not the limits.
-    with ChatServer("127.0.0.1", 0, 0, key=KEY, handshake_timeout=120, key_exchange_timeout=120,
+    with ChatServer("127.0.0.1", 0, 0, key=KEY, handshake_timeout=120, key_exchange_timeout=120, connection_rate=0,
                     max_connections_per_address=512, max_handshakes_per_address=512) as server, ExitStack() as stack:
         host = ChatClient.create_room(server.address, "lab", "host")
         stack.callback(host.close)
