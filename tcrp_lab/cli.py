@@ -111,9 +111,10 @@ def server_parser() -> argparse.ArgumentParser:
     p.add_argument("--trace", action="store_true", help="print every frame and datagram as it passes")
     p.add_argument("--legacy", action="store_true",
                    help="speak the original, INSECURE TCRP/1 design (for lessons that attack it)")
-    p.add_argument("--udp-queues", type=positive(int, "whole number"), default=4,
+    p.add_argument("--udp-queues", type=positive(int, "whole number"), default=64,
                    help="UDP sockets sharing the port, one queue per group of source addresses, so that one "
-                        "flooding address fills only its own (default 4; Linux; the legacy design has one)")
+                        "flooding address fills only its own (default 64, at most 256; Linux; the legacy design "
+                        "has one)")
     p.add_argument("--version", action="version", version=f"tcrp_lab {__version__}")
     _limit_flags(p)
     return p

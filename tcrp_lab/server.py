@@ -4,10 +4,10 @@ Threads, each with one job (the socketserver pattern):
 
 * ``tcrp-accept`` accepts TCP connections and starts one ``tcrp-conn`` thread per connection,
   which does the handshake and the requests within a deadline, then closes;
-* ``tcrp-udp-N`` (one per UDP socket of the port, :mod:`tcrp_lab.shards`: the kernel sends each
-  source address to one of them) receives datagrams, spends the source's budget, and hands each to
-  the profile (:mod:`tcrp_lab.secure`, or :mod:`tcrp_lab.legacy`), which authenticates it and asks
-  the registry;
+* ``tcrp-udp`` reads the UDP port's sockets (:mod:`tcrp_lab.shards`: the kernel puts each source
+  address in one of their queues) in turn, a few datagrams from each, spends the source's budget,
+  and hands each datagram to the profile (:mod:`tcrp_lab.secure`, or :mod:`tcrp_lab.legacy`),
+  which authenticates it and asks the registry;
 * ``tcrp-reaper`` removes inactive members about twice a second.
 
 No exception from the network escapes a thread: bad input is dropped or answered as TCRP.md
@@ -25,6 +25,7 @@ Usage::
 from __future__ import annotations
 
 import logging
+import selectors
 import socket
 import threading
 import time
@@ -49,9 +50,12 @@ REAP_INTERVAL = 0.5           #: the reaper's period: timeouts are acted on with
 REPORT_INTERVAL = 10.0        #: seconds between two log lines about what was dropped or throttled
 TRACE_REJECTED_RATE = 20.0    #: rejected datagrams traced per second at most (the rest are counted)
 EVICT_AFTER = 1.0             #: a full server closes the oldest key exchange older than this to admit one
-UDP_SHARDS = 8                #: UDP sockets on the port, each with its own queue and thread (§8.4)
-UDP_RCVBUF = 1 << 21          #: receive buffer of each UDP socket
-MAX_THROTTLED_SOURCES = 1024  #: source addresses a UDP thread counts apart; the rest add up as "others"
+UDP_SHARDS = 64               #: UDP sockets on the port, each with its own queue (§8.4)
+UDP_RCVBUF = 1 << 20          #: receive buffer of each UDP socket (memory is taken only as it fills)
+UDP_TURN = 16                 #: datagrams read from one socket before the next socket's turn
+MAX_THROTTLED_SOURCES = 1024  #: source addresses counted apart in what was throttled; the rest add up as "others"
+FLOOD_RUN = 64                #: throttled datagrams in a row on one socket that mute it ...
+FLOOD_PAUSE = 0.005           #: ... this long: the kernel drops the flood meanwhile, at no cost to us
 Trace = Callable[..., None]
 
 
@@ -113,7 +117,7 @@ class ChatServer:
     ``chat_rate=20``, ``handshake_timeout=3`` …; see :class:`~tcrp_lab.limits.Limits` for the list and
     the defaults), or pass ``limits=Limits(...)``. :attr:`limits` holds what is in force.
     ``udp_shards`` sockets share the UDP port, so that one flooding address fills only its own
-    queue (where the system allows; the legacy profile always has one).
+    queue (where the system allows; the legacy profile always has one), read in turn by one thread.
     """
 
     def __init__(self, host: str = "127.0.0.1", tcp_port: int = 9001, udp_port: int = 9002,
@@ -146,8 +150,8 @@ class ChatServer:
         self._trace_lock = threading.Lock()
         self._stats = ServerStats()
         self.profile = _make_profile(profile, self)
-        self.udp_shards = 1 if profile == "legacy" else max(1, min(256, udp_shards))   # TCRP/1's relay: one thread
-        self._shards: list[_UdpShard] = []
+        self.udp_shards = 1 if profile == "legacy" else max(1, min(256, udp_shards))   # TCRP/1: one queue
+        self._intake: _UdpIntake | None = None
         self._tcp: socket.socket | None = None
         self._udp: socket.socket | None = None     # the first UDP socket: the one the server sends from
         self._bound: ServerAddress | None = None   # the real ports, kept after stop()
@@ -181,15 +185,15 @@ class ChatServer:
         (``drops_by_source``) by source address."""
         snap = self._stats.snapshot()
         snap["rooms"], snap["members"] = getattr(self.profile, "counts", self.registry.counts)()
-        snap["datagrams_in"] += sum(shard.received for shard in self._shards)
-        throttled = sum(shard.throttled_total for shard in self._shards)
-        if throttled:
-            snap["drops"]["throttled_address"] = snap["drops"].get("throttled_address", 0) + throttled
-            for shard in self._shards:
-                for source, n in dict(shard.throttled).items():   # a copy: the UDP thread counts on
+        intake = self._intake
+        if intake is not None:
+            snap["datagrams_in"] += intake.received
+            if intake.throttled_total:
+                snap["drops"]["throttled_address"] = snap["drops"].get("throttled_address", 0) + intake.throttled_total
+                for source, n in dict(intake.throttled).items():   # a copy: the UDP thread counts on
                     by_source = snap["drops_by_source"].setdefault(source, {})
                     by_source["throttled_address"] = by_source.get("throttled_address", 0) + n
-        snap["udp_queues"] = len(self._shards)
+        snap["udp_queues"] = len(intake.socks) if intake else 0
         return snap
 
     def start(self) -> ChatServer:
@@ -208,15 +212,12 @@ class ChatServer:
             raise OSError(exc.errno, f"cannot listen on {self.host} tcp {self._ports[0]} / udp {self._ports[1]}: "
                           f"{exc.strerror}. Is another server running? Port 0 picks a free port.") from None
         tcp.settimeout(0.5)   # the accept and UDP loops look at the stop flag at least this often
-        for udp in udps:
-            udp.settimeout(0.5)
-        self._shards = [_UdpShard(udp, BucketTable(self.limits.address_rate)) for udp in udps]
+        self._intake = _UdpIntake(udps, BucketTable(self.limits.address_rate))
         self._tcp, self._udp = tcp, udps[0]
         self._bound = ServerAddress(self.host, tcp.getsockname()[1], udps[0].getsockname()[1])
-        loops = [("tcrp-accept", self._accept_loop, ()), ("tcrp-reaper", self._reap_loop, ())]
-        loops += [(f"tcrp-udp-{i}", self._udp_loop, (shard,)) for i, shard in enumerate(self._shards)]
-        for name, target, args in loops:
-            thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        for name, target in (("tcrp-accept", self._accept_loop), ("tcrp-udp", self._udp_loop),
+                             ("tcrp-reaper", self._reap_loop)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
         log.info("%s server listening on %s", self.profile.name, self.address)
@@ -230,11 +231,8 @@ class ChatServer:
             return
         self.deliver(self.profile.shutdown())
         self._stopping.set()
-        for shard in self._shards:  # wake the UDP threads now rather than at their next timeout
-            try:
-                shard.sock.shutdown(socket.SHUT_RD)
-            except OSError:
-                pass
+        if self._intake is not None:  # wake the UDP thread now rather than at its next timeout
+            self._intake.wake()
         deadline = time.monotonic() + timeout
         _shutdown(self._tcp)  # wakes the accept thread at once; it accepts nothing after the flag
         accept_thread = self._threads[0]
@@ -247,8 +245,8 @@ class ChatServer:
             thread.join(max(0.0, deadline - time.monotonic()))
         self._report()
         self._tcp.close()
-        for shard in self._shards:
-            shard.sock.close()
+        if self._intake is not None:
+            self._intake.close()
         log.info("server stopped")
 
     def __enter__(self) -> ChatServer:
@@ -410,30 +408,35 @@ class ChatServer:
         if counter[key] <= 0:
             del counter[key]
 
-    def _udp_loop(self, shard: _UdpShard) -> None:
-        recv, take = shard.sock.recvfrom, shard.budget.take
-        handle, stopping, clock = self.profile.handle_datagram, self._stopping, self.clock
+    def _udp_loop(self) -> None:
+        """Read every UDP socket in turn, UDP_TURN datagrams at most from one before the next, so an
+        address flooding its queue never delays the others' more than a turn (§8.4)."""
+        intake = self._intake
+        assert intake is not None
+        handle, stopping, clock, take = self.profile.handle_datagram, self._stopping, self.clock, intake.budget.take
         while not stopping.is_set():
-            try:
-                data, peer = recv(MAX_DATAGRAM + 1)
-            except TimeoutError:
-                continue
-            except OSError as exc:  # ICMP errors surface here on some systems; never fatal
-                if stopping.is_set():
-                    return
-                self.drop("udp_socket_error", None, str(exc))
-                continue
-            if stopping.is_set():
-                return
-            shard.received += 1
-            if not take(peer[0], clock()):  # §8.4: before any parsing, so a flood costs next to nothing
-                shard.throttle(peer[0])
-                continue
-            try:
-                handle(data, peer)
-            except Exception:
-                log.exception("unexpected error handling a datagram from %s", peer)
-                self.drop("internal_error", peer)
+            for sock in intake.ready(0.5):
+                recv, run = sock.recvfrom, 0   # run: throttled datagrams in a row from this socket
+                for _ in range(UDP_TURN):
+                    try:
+                        data, peer = recv(MAX_DATAGRAM + 1, socket.MSG_DONTWAIT)
+                    except BlockingIOError:
+                        break
+                    except OSError as exc:  # ICMP errors surface here on some systems; never fatal
+                        self.drop("udp_socket_error", None, str(exc))
+                        break
+                    intake.received += 1
+                    if not take(peer[0], clock()):  # §8.4: before any parsing, so a flood costs next to nothing
+                        intake.throttle(peer[0])
+                        run += 1
+                        continue
+                    try:
+                        handle(data, peer)
+                    except Exception:
+                        log.exception("unexpected error handling a datagram from %s", peer)
+                        self.drop("internal_error", peer)
+                if run >= min(UDP_TURN, FLOOD_RUN):   # a whole turn of flood: the kernel may drop it for a while
+                    intake.mute(sock, FLOOD_PAUSE)
 
     def _reap_loop(self) -> None:
         next_report = time.monotonic() + self.report_interval
@@ -455,8 +458,8 @@ class ChatServer:
         """One log line for everything dropped or refused since the last one: what a teacher reads to
         find the student who floods (the source address, and the session's name where known)."""
         recent = self._stats.recent()
-        for shard in self._shards:
-            for source, n in shard.throttled_since_report().items():
+        if self._intake is not None:
+            for source, n in self._intake.throttled_since_report().items():
                 recent[("throttled_address", source, "")] += n
         if not recent:
             return
@@ -469,16 +472,40 @@ class ChatServer:
                     self.report_interval, ", ".join(f"{r} {n:,}" for r, n in by_reason.most_common()), worst)
 
 
-class _UdpShard:
-    """One UDP socket of the port and what its thread alone counts (no lock: one writer)."""
+class _UdpIntake:
+    """The UDP port's sockets, read by one thread, and what that thread alone counts (no lock)."""
 
-    def __init__(self, sock: socket.socket, budget: BucketTable[str]):
-        self.sock = sock
-        self.budget = budget          # §8.4: the kernel sends one address to one shard, so this is per address
+    def __init__(self, socks: list[socket.socket], budget: BucketTable[str]):
+        self.socks = socks
+        self.budget = budget          # §8.4: per source address; only the UDP thread spends it
         self.received = 0
         self.throttled_total = 0
         self.throttled: Counter[str] = Counter()
         self._reported: Counter[str] = Counter()
+        self._muted: dict[socket.socket, float] = {}
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
+        for sock in socks:
+            sock.setblocking(True)   # sending may wait for buffer space; receiving never does (MSG_DONTWAIT)
+            self._selector.register(sock, selectors.EVENT_READ)
+
+    def ready(self, timeout: float) -> list[socket.socket]:
+        """The sockets with datagrams waiting (muted ones come back when their time is up)."""
+        now = time.monotonic()
+        for sock, until in list(self._muted.items()):
+            if now >= until:
+                del self._muted[sock]
+                self._selector.register(sock, selectors.EVENT_READ)
+        if self._muted:
+            timeout = min(timeout, max(0.0, min(self._muted.values()) - now))
+        return [key.fileobj for key, _ in self._selector.select(timeout)
+                if key.fileobj is not self._wake_r]  # type: ignore[misc]
+
+    def mute(self, sock: socket.socket, seconds: float) -> None:
+        self._selector.unregister(sock)
+        self._muted[sock] = time.monotonic() + seconds
 
     def throttle(self, source: str) -> None:
         self.throttled_total += 1
@@ -492,6 +519,17 @@ class _UdpShard:
         now = Counter(dict(self.throttled))
         delta, self._reported = now - self._reported, now
         return delta
+
+    def wake(self) -> None:
+        try:
+            self._wake_w.send(b"!")
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self._selector.close()
+        for sock in (*self.socks, self._wake_r, self._wake_w):
+            sock.close()
 
 
 @dataclass(eq=False)

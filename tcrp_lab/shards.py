@@ -5,8 +5,8 @@ queue, and the kernel then drops everyone's datagrams alike; no budget in Python
 the datagrams never reach Python. With ``SO_REUSEPORT`` several sockets share the port, and a
 classic BPF program attached to the group (``SO_ATTACH_REUSEPORT_CBPF``, Linux 4.5 and later)
 chooses the socket by the datagram's source IPv4 address: one address always lands in the same
-queue, so a flood from one address fills only its own (TCRP.md §8.4). Each socket gets a
-receiving thread of its own in :class:`~tcrp_lab.server.ChatServer`.
+queue, so a flood from one address fills only its own (TCRP.md §8.4). The UDP thread of
+:class:`~tcrp_lab.server.ChatServer` reads the sockets in turn, a few datagrams from each.
 
 Where that is not available (another system, an old kernel, IPv6), :func:`bind_udp` falls back to
 one socket, as before.
@@ -27,7 +27,7 @@ _BPF_LD_W_ABS, _BPF_ALU_MUL_K, _BPF_ALU_RSH_K, _BPF_ALU_MOD_K, _BPF_RET_A = 0x20
 
 
 def steering_program(shards: int, key: int) -> bytes:
-    """Classic BPF: ``A = source IPv4 address; A *= key; A >>= 24; A %= shards; return A`` (at most 256).
+    """Classic BPF: ``A = source IPv4 address; A *= key; A >>= 24; A %= shards; return A`` (at most 256 shards).
 
     ``key`` (odd, random per server) mixes every bit of the address into the choice, so a student
     cannot pick an address that shares the queue of a classmate's without knowing it."""

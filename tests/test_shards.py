@@ -48,7 +48,7 @@ def test_the_steering_program_is_five_classic_bpf_instructions_with_an_odd_key()
 
 def test_a_udp_port_held_by_another_server_is_refused_not_shared():
     with ChatServer("127.0.0.1", 0, 0, key=ServerKey.demo()) as first:
-        assert first.stats["udp_queues"] == 8
+        assert first.stats["udp_queues"] == 64
         second = ChatServer("127.0.0.1", 0, first.address.udp_port, key=ServerKey.demo())
         with pytest.raises(OSError, match="Is another server running"):
             second.start()
