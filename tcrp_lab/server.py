@@ -25,6 +25,7 @@ Usage::
 from __future__ import annotations
 
 import logging
+import secrets
 import selectors
 import socket
 import threading
@@ -205,8 +206,8 @@ class ChatServer:
             tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             tcp.bind((self.host, self._ports[0]))
             tcp.listen(128)
-            udps = bind_udp(self.host, self._ports[1], self.udp_shards, UDP_RCVBUF,
-                            key=int.from_bytes(self.rng(4), "big"))
+            # The steering key is the system's randomness, not self.rng: a lesson's seeded tokens stay the same.
+            udps = bind_udp(self.host, self._ports[1], self.udp_shards, UDP_RCVBUF, key=secrets.randbits(32))
         except OSError as exc:
             tcp.close()
             raise OSError(exc.errno, f"cannot listen on {self.host} tcp {self._ports[0]} / udp {self._ports[1]}: "
