@@ -716,6 +716,8 @@ def adversary_scenario(child: Child, index: int, attack: str | None, options: Ad
     if attack:
         result["dropped"] = dict(Counter(drops[ip]) + Counter(drops[victim]))
         result.update(_amplification(result["attacker"]))
+        queues = watch.after.get("udp_queues_of", {})   # the server's random steering key decides (1 in 64)
+        result["shared_queue"] = queues.get(ip) is not None and queues.get(ip) == queues.get("127.0.0.1")
     step(f"{name}: waiting for the server to close the attacker's connections")
     _wait_quiet(child, watch.before["open_connections"])
     return result
@@ -850,7 +852,8 @@ def adversary_table(result: dict[str, Any]) -> Any:
         if s["proven_amplification"] is not None:
             amplification += f"\nown {s['proven_amplification']:.2f}x"
         failed = [_SHORT[key] for key, met in s["targets"].items() if met is False]
-        t.add_row(f"{attack}\n{s['ip']}", sent, refused, *legit(s, True), amplification,
+        shared = "\nsame UDP queue\nas the class" if s.get("shared_queue") else ""
+        t.add_row(f"{attack}\n{s['ip']}{shared}", sent, refused, *legit(s, True), amplification,
                   "[green]yes[/]" if not failed else "[red]no[/]: " + ", ".join(failed))
     scenarios = [alone, *result["attacks"].values(), result["alone_again"]]
     reports = [Text(line) for s in scenarios for line in s["server_log"] if line.startswith("dropped or refused")]

@@ -100,7 +100,10 @@ def _serve_chat(max_members: int, lifted: bool) -> None:
           "limits": dataclasses.asdict(server.limits)})
     for line in sys.stdin:
         if line.strip() == "stats":
-            _say({**server.stats, "kernel_drops": _kernel_drops(server.address.udp_port), "log": log.take()})
+            stats = server.stats
+            sources = {"127.0.0.1", *stats["drops_by_source"]} - {"?", "others"}
+            _say({**stats, "kernel_drops": _kernel_drops(server.address.udp_port), "log": log.take(),
+                  "udp_queues_of": {ip: server.udp_queue_of(ip) for ip in sources}})
         elif line.strip() == "stop":
             break
     start = time.perf_counter()

@@ -41,7 +41,7 @@ from .net import ConnectionClosed, FramedSocket, ServerAddress, wire_frame
 from .protocol import MAX_DATAGRAM, ErrorCode, ProtocolError, Refusal
 from .rooms import DEFAULT_TIMEOUT, Delivery, RoomRegistry
 from .secure import SecureProfile
-from .shards import bind_udp
+from .shards import bind_udp, queue_of
 
 __all__ = ["ChatServer", "ServerAddress", "ServerStats"]
 
@@ -197,6 +197,13 @@ class ChatServer:
         snap["udp_queues"] = len(intake.socks) if intake else 0
         return snap
 
+    def udp_queue_of(self, address: str) -> int | None:
+        """Which of the UDP port's queues datagrams from IPv4 ``address`` land in (None: one queue)."""
+        intake = self._intake
+        if intake is None or len(intake.socks) == 1:
+            return None
+        return queue_of(address, len(intake.socks), self._steering_key)
+
     def start(self) -> ChatServer:
         """Bind both ports and start the threads; returns once the server accepts traffic."""
         if self._udp is not None:
@@ -207,7 +214,8 @@ class ChatServer:
             tcp.bind((self.host, self._ports[0]))
             tcp.listen(128)
             # The steering key is the system's randomness, not self.rng: a lesson's seeded tokens stay the same.
-            udps = bind_udp(self.host, self._ports[1], self.udp_shards, UDP_RCVBUF, key=secrets.randbits(32))
+            self._steering_key = secrets.randbits(32)
+            udps = bind_udp(self.host, self._ports[1], self.udp_shards, UDP_RCVBUF, key=self._steering_key)
         except OSError as exc:
             tcp.close()
             raise OSError(exc.errno, f"cannot listen on {self.host} tcp {self._ports[0]} / udp {self._ports[1]}: "

@@ -19,7 +19,7 @@ import socket
 import struct
 import sys
 
-__all__ = ["bind_udp", "steering_program"]
+__all__ = ["bind_udp", "queue_of", "steering_program"]
 
 SO_ATTACH_REUSEPORT_CBPF = 51        #: from <asm-generic/socket.h>
 _SKF_NET_OFF = -0x100000             #: classic BPF: offsets from the network (IP) header
@@ -37,6 +37,12 @@ def steering_program(shards: int, key: int) -> bytes:
              (_BPF_ALU_MOD_K, 0, 0, shards),
              (_BPF_RET_A, 0, 0, 0)]
     return b"".join(struct.pack("HBBI", *insn) for insn in insns)
+
+
+def queue_of(address: str, shards: int, key: int) -> int:
+    """The socket :func:`steering_program` picks for IPv4 ``address`` (what the kernel computes)."""
+    value = int.from_bytes(socket.inet_aton(address), "big")
+    return (((value * (key | 1)) & 0xFFFFFFFF) >> 24) % shards
 
 
 def _attach(sock: socket.socket, program: bytes) -> None:

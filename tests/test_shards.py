@@ -9,7 +9,7 @@ import pytest
 
 from tcrp_lab import ChatServer
 from tcrp_lab.crypto import ServerKey
-from tcrp_lab.shards import bind_udp, steering_program
+from tcrp_lab.shards import bind_udp, queue_of, steering_program
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="SO_ATTACH_REUSEPORT_CBPF is Linux's")
 
@@ -58,3 +58,24 @@ def test_the_legacy_relay_keeps_one_queue_and_one_thread():
     with ChatServer("127.0.0.1", 0, 0, key=ServerKey.demo(), profile="legacy") as legacy:
         assert legacy.stats["udp_queues"] == 1
         assert len([t for t in legacy._threads if t.name.startswith("tcrp-udp")]) == 1
+
+
+def test_the_server_can_say_which_queue_an_address_lands_in_as_the_kernel_does():
+    group = bind_udp("127.0.0.1", 0, 8, 1 << 20, key=0x5BD1E995)
+    try:
+        for sock in group:
+            sock.settimeout(0.3)
+        for host in range(1, 13):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+                sender.bind((f"127.0.0.{host}", 0))
+                sender.sendto(b"x", group[0].getsockname())
+        for index, sock in enumerate(group):
+            try:
+                while True:
+                    _, (source, _) = sock.recvfrom(16)
+                    assert queue_of(source, 8, 0x5BD1E995) == index, source
+            except TimeoutError:
+                pass
+    finally:
+        for sock in group:
+            sock.close()
