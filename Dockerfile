@@ -62,11 +62,12 @@ RUN useradd --no-log-init --create-home --shell /bin/bash \
     && install -d -m 700 -o "${NB_UID}" -g "${NB_GID}" "${HOME}/.tcrp_lab"
 
 # The lessons in both editions: notebooks/NN_*.ipynb, the student edition a learner opens, and
-# notebooks/solutions/, the worked answers one deliberate step away; and the docs they link to
-# (../docs/TCRP.md, ../docs/GLOSSARY.md from the student edition).
+# notebooks/solutions/, the worked answers one deliberate step away; and what they link to
+# (../docs/TCRP.md, ../docs/GLOSSARY.md, ../README.md from the student edition).
 WORKDIR ${HOME}
 COPY --chown=${NB_UID}:${NB_GID} notebooks/ ${HOME}/notebooks/
 COPY --chown=${NB_UID}:${NB_GID} docs/ ${HOME}/docs/
+COPY --chown=${NB_UID}:${NB_GID} README.md ${HOME}/README.md
 
 # JupyterLab opens on the first lesson of the student edition (the build fails if it is missing),
 # with no "Jupyter news?" toast and no update check. The config lives in the environment, so

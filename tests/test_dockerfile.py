@@ -147,3 +147,21 @@ def test_the_image_opens_the_student_edition_with_the_worked_answers_and_docs_be
     assert config.startswith("test -f notebooks/00_start_here.ipynb")   # no student edition, no image
     assert (ROOT / "notebooks" / "00_start_here.ipynb").is_file()
     assert (ROOT / "notebooks" / "solutions" / "00_start_here.ipynb").is_file()
+
+
+def test_the_image_has_everything_the_student_edition_links_to_outside_its_folder():
+    """A link from notebooks/NN.ipynb to ../X must reach X in the image's home: X is copied."""
+    import json
+    import re
+
+    targets = set()
+    for notebook in (ROOT / "notebooks").glob("*.ipynb"):
+        for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:
+            targets |= set(re.findall(r"\]\(\.\./([^/)#]+/?)", "".join(cell["source"])))
+    assert targets, "the lessons link to the docs"
+    home = set()   # what is copied into the user's home, where the lessons' ../ leads
+    for args in args_of("COPY"):
+        *sources, destination = [w for w in shlex.split(args) if not w.startswith("--")]
+        if destination.startswith("${HOME}/"):
+            home |= {source.rstrip("/") for source in sources}
+    assert {target.rstrip("/") for target in targets} <= home, f"the lessons link to {targets}; the home has {home}"
