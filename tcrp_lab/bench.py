@@ -46,7 +46,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from .cli import positive
+from .arguments import positive
 from .client import ControlConnection
 from .crypto import (
     RecordLayer, ServerHello, UdpChannel, client_key_exchange, derive_session_keys, open_sealed, system_random,

@@ -21,51 +21,14 @@ from rich.logging import RichHandler
 from rich.text import Text
 
 from . import __version__
+from .arguments import at_least_zero, port, positive
 from .explain import visible
 from .limits import Limits
 
 DEFAULT_KEY = Path.home() / ".tcrp_lab" / "server_key.pem"
 
 
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a port number (0-65535; 0 picks a free port)")
-    return port
-
-
-def positive(kind: type = float, what: str = "number"):
-    """An argparse type: a positive int or float, or a message saying what was expected."""
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {what}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{text} is not a positive {what}")
-        return value
-
-    return parse
-
-
 _seconds = positive(float, "number of seconds")
-
-
-def _at_least_zero(kind: type) -> object:
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"{text} is below 0")
-        return value
-
-    return parse
 
 
 def _limit_flags(p: argparse.ArgumentParser) -> None:
@@ -73,7 +36,7 @@ def _limit_flags(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("classroom limits (TCRP.md §8; a rate of 0 lifts that budget)")
     for name, default, help_text, unit in Limits.describe():
         shown = f"{default:g}{unit}" if isinstance(default, float) else f"{default:,}{unit}"
-        group.add_argument(f"--{name.replace('_', '-')}", dest=f"limit_{name}", type=_at_least_zero(type(default)),
+        group.add_argument(f"--{name.replace('_', '-')}", dest=f"limit_{name}", type=at_least_zero(type(default)),
                            metavar="N", help=f"{help_text} (default {shown})")
 
 
@@ -100,8 +63,8 @@ def server_parser() -> argparse.ArgumentParser:
         description="Run a TCRP chat server: rooms over TCP, chat over UDP. Ctrl-C stops it cleanly.")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; use 0.0.0.0 to let a classroom in)")
-    p.add_argument("--tcp-port", type=_port, default=9001, help="TCP control port (default 9001; 0 = free port)")
-    p.add_argument("--udp-port", type=_port, default=9002, help="UDP chat port (default 9002; 0 = free port)")
+    p.add_argument("--tcp-port", type=port, default=9001, help="TCP control port (default 9001; 0 = free port)")
+    p.add_argument("--udp-port", type=port, default=9002, help="UDP chat port (default 9002; 0 = free port)")
     p.add_argument("--timeout", type=_seconds, default=300.0,
                    help="seconds of inactivity before a member is removed (default 300)")
     p.add_argument("--key", type=Path, default=DEFAULT_KEY,
@@ -125,7 +88,11 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     console = Console(stderr=True)
     _logging(args.log_level, console)
     from .crypto import ServerKey
+    from .secure import SecureProfile
     from .server import ChatServer
+
+    if args.legacy:
+        from .legacy import LegacyProfile   # the insecure original, only when asked for
 
     try:
         key = ServerKey.load_or_create(args.key)
@@ -140,7 +107,7 @@ def server_main(argv: Sequence[str] | None = None) -> int:
         trace = LiveLog(Console())
     try:
         server = ChatServer(args.host, args.tcp_port, args.udp_port, inactivity_timeout=args.timeout, key=key,
-                            trace=trace, profile="legacy" if args.legacy else "secure", limits=_limits(args),
+                            trace=trace, profile=LegacyProfile if args.legacy else SecureProfile, limits=_limits(args),
                             udp_shards=args.udp_queues).start()
     except OSError as exc:
         console.print(Text(str(exc), style="red"))
@@ -190,7 +157,7 @@ def client_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "create", "join"], help="list rooms, create a room or join one")
     p.add_argument("room", nargs="?", help="the room to create or join")
     p.add_argument("--host", default="127.0.0.1", help="the server's address (default 127.0.0.1)")
-    p.add_argument("--tcp-port", type=_port, default=9001, help="the server's TCP port (default 9001)")
+    p.add_argument("--tcp-port", type=port, default=9001, help="the server's TCP port (default 9001)")
     p.add_argument("--user", "-u", help="your name in the room (1-32 characters)")
     p.add_argument("--password", "-p", default="", help="the room's password (create: empty = open room)")
     p.add_argument("--fingerprint", help="the server key fingerprint to pin (printed by the server at start)")
@@ -205,13 +172,14 @@ def client_main(argv: Sequence[str] | None = None) -> int:
     console = Console(highlight=False)
     _logging(args.log_level, Console(stderr=True))
     from .client import ChatClient, ChatMessage, RoomEvent, TcrpError
+    from .errors import hint
 
     address = (args.host, args.tcp_port)
     if args.action == "list":
         try:
             rooms = ChatClient.list_rooms(address, fingerprint=args.fingerprint)
         except TcrpError as exc:
-            console.print(_shown(exc, "red"))
+            console.print(_shown(hint(exc), "red"))
             return 1
         if not rooms:
             console.print("no rooms yet: create one with  python -m tcrp_lab.client create ROOM -u NAME")
@@ -231,7 +199,7 @@ def client_main(argv: Sequence[str] | None = None) -> int:
         client = enter(address, args.room, args.user, args.password, fingerprint=args.fingerprint,
                        on_message=show, on_event=show, history=args.history)
     except TcrpError as exc:
-        console.print(_shown(exc, "red"))
+        console.print(_shown(hint(exc, args.room, args.user), "red"))
         return 1
     role = "host" if client.is_host else "guest"
     console.print(Text.assemble("In room ", _shown(client.room, "bold"), " as ", _shown(client.username),
@@ -244,7 +212,7 @@ def client_main(argv: Sequence[str] | None = None) -> int:
             text = line.rstrip("\n")
             if text.strip() == "/leave":
                 break
-            if client.state not in ("joining", "joined"):
+            if not client.state.active:
                 break
             if text.strip():
                 try:
@@ -256,7 +224,7 @@ def client_main(argv: Sequence[str] | None = None) -> int:
                     break
     except KeyboardInterrupt:
         pass
-    ended = client.state not in ("joining", "joined")
+    ended = not client.state.active
     client.leave()
     console.print("[dim]the room ended[/]" if ended else "[dim]you left the room[/]")
     return 0

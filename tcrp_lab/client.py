@@ -33,100 +33,28 @@ from typing import Any
 from .crypto import (
     RandomSource, RecordLayer, ServerHello, SessionKeys, UdpChannel, client_key_exchange, system_random,
 )
+from .errors import (
+    FingerprintMismatch, InvalidName, InvalidRequest, InvalidText, NoSuchRoom, RateLimited, RoomExists, RoomFull,
+    ServerBusy, ServerError, TcrpError, UsernameTaken, WrongPassword, refused_here, server_error,
+)
+from .events import PacketEvent, Tracer
 from .net import ConnectionClosed, FramedSocket, ServerAddress, parse_address, wire_frame
 from .protocol import (
-    MAX_DATAGRAM, Datagram, ErrorCode, Message, Payload, ProtocolError, Refusal, State, check_text,
-    decode_message, decode_payload,
+    MAX_DATAGRAM, Datagram, Message, Payload, ProtocolError, Refusal, State, check_text, decode_message,
+    decode_payload,
 )
 from .session import (
-    LOG_LIMIT, MAX_TRIES, PING_INTERVAL, ChatMessage, MemberSession, RetransmitTimer, RoomEvent, SessionState,
+    LOG_LIMIT, MAX_TRIES, PING_INTERVAL, ChatMessage, MemberSession, MemberState, RetransmitTimer, RoomEvent,
 )
 
 __all__ = [
     "ChatClient", "ChatMessage", "ControlConnection", "FingerprintMismatch", "InvalidName", "InvalidRequest",
-    "InvalidText", "NoSuchRoom", "RateLimited", "RetransmitTimer", "RoomEvent", "RoomExists", "RoomFull",
+    "InvalidText", "MemberState", "NoSuchRoom", "RateLimited", "RetransmitTimer", "RoomEvent", "RoomExists", "RoomFull",
     "RoomInfo", "ServerBusy", "ServerError", "TcrpError", "UsernameTaken", "WrongPassword",
 ]
 
 log = logging.getLogger("tcrp_lab.client")
-Trace = Callable[..., None]
 
-
-# --- errors ----------------------------------------------------------------------------------
-
-class TcrpError(Exception):
-    """Base of every error the client raises."""
-
-
-class FingerprintMismatch(TcrpError):
-    """The server's key is not the pinned one: a man in the middle, or the wrong server."""
-
-
-class ServerError(TcrpError):
-    """The server refused a request. ``code`` is the wire error code; ``retry_after`` the seconds
-    after which trying again can succeed, when the server said (TCRP.md §8.3)."""
-
-    code: ErrorCode | None = None
-
-    def __init__(self, message: str, code: ErrorCode | None = None, retry_after: float | None = None):
-        super().__init__(message)
-        self.code = code or self.code
-        self.retry_after = retry_after
-
-
-class InvalidRequest(ServerError):
-    code = ErrorCode.INVALID_REQUEST
-
-
-class InvalidName(ServerError):
-    code = ErrorCode.INVALID_NAME
-
-
-class RoomExists(ServerError):
-    code = ErrorCode.ROOM_EXISTS
-
-
-class NoSuchRoom(ServerError):
-    code = ErrorCode.NO_SUCH_ROOM
-
-
-class WrongPassword(ServerError):
-    code = ErrorCode.WRONG_PASSWORD
-
-
-class UsernameTaken(ServerError):
-    code = ErrorCode.USERNAME_TAKEN
-
-
-class RoomFull(ServerError):
-    code = ErrorCode.ROOM_FULL
-
-
-class ServerBusy(ServerError):
-    code = ErrorCode.SERVER_BUSY
-
-
-class RateLimited(ServerError):
-    """Too many tries (wrong passwords from your address): wait ``retry_after`` seconds."""
-
-    code = ErrorCode.RATE_LIMITED
-
-
-class InvalidText(ServerError):
-    code = ErrorCode.INVALID_TEXT
-
-
-_ERRORS = {cls.code: cls for cls in ServerError.__subclasses__()}
-
-
-def server_error(code: object, message: str, retry_after: object = None) -> ServerError:
-    """The exception for a wire error code (a code this client does not know gives a ServerError)."""
-    wait = float(retry_after) if isinstance(retry_after, (int, float)) and 0 <= retry_after < 86400 else None
-    try:
-        code = ErrorCode(code)
-    except ValueError:
-        return ServerError(f"{message} (unknown error code {str(code)[:40]!r})", retry_after=wait)
-    return _ERRORS[code](message, retry_after=wait)
 
 # --- what a client sees ----------------------------------------------------------------------
 
@@ -148,7 +76,7 @@ class ControlConnection:
     """
 
     def __init__(self, address: ServerAddress | tuple | str, *, fingerprint: str | None = None,
-                 timeout: float = 10.0, trace: Trace | None = None, rng: RandomSource | None = None,
+                 timeout: float = 10.0, trace: Tracer | None = None, rng: RandomSource | None = None,
                  bind: str | None = None):
         self.address = parse_address(address)
         self.trace = trace
@@ -202,9 +130,9 @@ class ControlConnection:
             raise TcrpError(f"the connection to the server broke: {exc}") from None
 
     def _emit(self, direction: str, raw: bytes, kind: str, **fields: Any) -> None:
-        if self.trace:
-            self.trace(side="client", direction=direction, transport="tcp", peer=self.peer, raw=raw, kind=kind,
-                       session=self._session, **fields)
+        if self.trace is not None:
+            self.trace(PacketEvent(time.time(), "client", direction, "tcp", self.peer, kind, raw,
+                session=self._session, **fields))
 
     def send(self, message: Message) -> None:
         plaintext = message.encode()
@@ -275,7 +203,7 @@ class ChatClient:
     """
 
     def __init__(self, address: ServerAddress, complete: dict[str, Any], keys: SessionKeys, *,
-                 udp_via: tuple[str, int] | None = None, trace: Trace | None = None,
+                 udp_via: tuple[str, int] | None = None, trace: Tracer | None = None,
                  on_message: Callable[[ChatMessage], None] | None = None,
                  on_event: Callable[[RoomEvent], None] | None = None, history: int = 0,
                  ping_interval: float = PING_INTERVAL, max_tries: int = MAX_TRIES, log_limit: int = LOG_LIMIT,
@@ -317,31 +245,32 @@ class ChatClient:
     rto = property(lambda self: self.session.rto, doc="The retransmission timer (RFC 6298).")
 
     @property
-    def state(self) -> str:
-        """``joining``, ``joined``, then ``left``, ``kicked``, ``room_closed`` or ``closed``."""
-        return self.session.state.value
+    def state(self) -> MemberState:
+        """``joining``, ``joined``, then ``left``, ``kicked``, ``room_closed`` or ``closed`` (a :class:`MemberState`)."""
+        return self.session.state
 
     # --- making one ---------------------------------------------------------------------------
 
     @classmethod
     def create_room(cls, address: ServerAddress | tuple | str, room: str, username: str, password: str = "", *,
-                    fingerprint: str | None = None, timeout: float = 10.0, trace: Trace | None = None,
+                    fingerprint: str | None = None, timeout: float = 10.0, trace: Tracer | None = None,
                     rng: RandomSource | None = None, **options: Any) -> ChatClient:
         """Create ``room`` as its host (``password`` "" makes an open room) and return the member."""
-        return cls._enter(address, Message.create_room(room, username, password), fingerprint, timeout, trace,
-                          rng, options)
+        return cls._enter(address, _request(Message.create_room, room, username, password), fingerprint, timeout,
+                          trace, rng, options)
 
     @classmethod
     def join_room(cls, address: ServerAddress | tuple | str, room: str, username: str, password: str = "", *,
-                  fingerprint: str | None = None, timeout: float = 10.0, trace: Trace | None = None,
+                  fingerprint: str | None = None, timeout: float = 10.0, trace: Tracer | None = None,
                   rng: RandomSource | None = None, **options: Any) -> ChatClient:
         """Join an existing ``room`` as a guest and return the member."""
-        return cls._enter(address, Message.join_room(room, username, password), fingerprint, timeout, trace,
-                          rng, options)
+        return cls._enter(address, _request(Message.join_room, room, username, password), fingerprint, timeout,
+                          trace, rng, options)
 
     @staticmethod
     def list_rooms(address: ServerAddress | tuple | str, *, fingerprint: str | None = None, timeout: float = 10.0,
-                   trace: Trace | None = None, rng: RandomSource | None = None, bind: str | None = None) -> list[RoomInfo]:
+                   trace: Tracer | None = None, rng: RandomSource | None = None,
+                   bind: str | None = None) -> list[RoomInfo]:
         """The server's rooms, with member counts and whether they need a password."""
         with ControlConnection(address, fingerprint=fingerprint, timeout=timeout, trace=trace, rng=rng,
                                bind=bind) as control:
@@ -349,7 +278,7 @@ class ChatClient:
 
     @classmethod
     def _enter(cls, address: Any, message: Message, fingerprint: str | None, timeout: float,
-               trace: Trace | None, rng: RandomSource | None, options: dict[str, Any]) -> ChatClient:
+               trace: Tracer | None, rng: RandomSource | None, options: dict[str, Any]) -> ChatClient:
         address = parse_address(address)
         with ControlConnection(address, fingerprint=fingerprint, timeout=timeout, trace=trace, rng=rng,
                                bind=options.get("bind")) as control:
@@ -407,8 +336,8 @@ class ChatClient:
 
     def wait_joined(self, timeout: float = 10.0) -> bool:
         with self._cond:
-            return self._cond.wait_for(lambda: self.session.state is not SessionState.JOINING, timeout) \
-                and self.session.state is SessionState.JOINED
+            return self._cond.wait_for(lambda: self.session.state is not MemberState.JOINING, timeout) \
+                and self.session.state is MemberState.JOINED
 
     def leave(self) -> None:
         """Leave the room (a host leaving closes it). The client is closed afterwards."""
@@ -452,10 +381,9 @@ class ChatClient:
         for payload in payloads:
             plaintext = payload.encode()
             datagram = self.channel.seal(plaintext)
-            if self.trace:  # traced before it leaves, so a trace never shows the answer first
-                self.trace(side="client", direction="out", transport="udp", peer=self.server_udp, raw=datagram,
-                           kind=payload.TYPE, message=payload, plaintext=plaintext, session=self.token.hex(),
-                           user=self.username)
+            if self.trace is not None:  # traced before it leaves, so a trace never shows the answer first
+                self.trace(PacketEvent(time.time(), "client", "out", "udp", self.server_udp, payload.TYPE, datagram,
+                    message=payload, plaintext=plaintext, session=self.token.hex(), user=self.username))
             try:
                 self.sock.send(datagram)
             except OSError as exc:   # no route, or the server's port closed (ICMP): retried by timers
@@ -508,14 +436,13 @@ class ChatClient:
         except ProtocolError as exc:
             self.session.stats["dropped"] += 1
             log.debug("%s: dropped a datagram: %s", self.username, exc.reason)
-            if self.trace:
-                self.trace(side="client", direction="in", transport="udp", peer=self.server_udp, raw=data,
-                           kind="rejected", error=exc.reason, session=self.token.hex(), user=self.username)
+            if self.trace is not None:
+                self.trace(PacketEvent(time.time(), "client", "in", "udp", self.server_udp, "rejected", data,
+                    error=exc.reason, session=self.token.hex(), user=self.username))
             return
-        if self.trace:
-            self.trace(side="client", direction="in", transport="udp", peer=self.server_udp, raw=data,
-                       kind=payload.TYPE, message=payload, plaintext=plaintext, session=self.token.hex(),
-                       user=self.username)
+        if self.trace is not None:
+            self.trace(PacketEvent(time.time(), "client", "in", "udp", self.server_udp, payload.TYPE, data,
+                message=payload, plaintext=plaintext, session=self.token.hex(), user=self.username))
         with self._cond:
             out, items = self.session.receive(payload, time.monotonic())
             self._cond.notify_all()
@@ -532,7 +459,16 @@ class ChatClient:
                     log.exception("%s: a callback raised", self.username)
 
 
+def _request(make: Any, *args: str) -> Message:
+    """A request from the codec; one it refuses (a name too long…) raises the error the server would."""
+    try:
+        return make(*args)
+    except ProtocolError as exc:
+        raise refused_here(exc) from None
+
+
 if __name__ == "__main__":
     from .cli import client_main
 
     raise SystemExit(client_main())
+

@@ -2,7 +2,7 @@
 
 INSECURE ON PURPOSE. Nothing here is a model to copy; :mod:`tcrp_lab.attacks` shows why, flaw by
 flaw, and TCRP/2 (the default, :mod:`tcrp_lab.server`) is the answer to each. A legacy server is
-made only by asking for it by name: ``ChatServer(profile="legacy")`` or
+made only by asking for it by name: ``ChatServer(profile=LegacyProfile)`` or
 ``python -m tcrp_lab.server --legacy``, and it logs :data:`WARNING` when it is made.
 
 The wire (TCRP.md §6), in three parts:
@@ -63,6 +63,7 @@ from Crypto.Cipher import AES, PKCS1_OAEP
 from Crypto.PublicKey import RSA
 
 from .crypto import RandomSource, system_random
+from .events import PacketEvent
 from .net import ConnectionClosed, FramedSocket, ServerAddress, parse_address, wire_frame
 from .protocol import SIZE_FIELD_BYTES, Message, Operation, ProtocolError, decode_message
 
@@ -201,6 +202,8 @@ class LegacyProfile:
     """
 
     name = NAME
+    pinned_key = False       # a new key per connection, as the original (§6): nothing to pin
+    one_udp_queue = True     # the original's one relay loop: one bad datagram stops it for all (§6)
     per_connection_key = True
     key_bits = RSA_BITS
 
@@ -347,10 +350,9 @@ class LegacyProfile:
 
     # --- time --------------------------------------------------------------------------------
 
-    def reap(self) -> list:
+    def reap(self, now: float) -> None:
         """Remove members silent for longer than the server's inactivity timeout, as the original did."""
         registry = self.server.registry
-        now = registry.clock()
         out: list[tuple[bytes, tuple[str, int], LegacySession, str]] = []
         with self._lock:
             expired = [s for s in self.sessions.values() if now - s.last_activity > registry.inactivity_timeout]
@@ -373,23 +375,20 @@ class LegacyProfile:
                 if session.address is not None:
                     out.append((TIMEOUT_NOTICE, session.address, session, TIMEOUT_NOTICE.decode()))
         self._send(out)
-        return []
 
-    def shutdown(self) -> list:
+    def shutdown(self) -> None:
         """The original said nothing when it stopped."""
-        return []
 
     # --- traces (the same fields as TCRP/2's, so trace renderers work on legacy traffic) --------
 
     def _trace_tcp(self, direction: str, peer: tuple[str, int], raw: bytes, kind: str, **fields: Any) -> None:
-        if self.server.trace:
-            self.server.trace(side="server", direction=direction, transport="tcp", peer=peer, raw=raw, kind=kind,
-                              session=f"tcp {peer[0]}:{peer[1]}", **fields)
+        if self.server.trace is not None:
+            self.server.trace(PacketEvent(time.time(), "server", direction, "tcp", peer, kind, raw,
+                session=f"tcp {peer[0]}:{peer[1]}", **fields))
 
     def _trace_udp(self, direction: str, peer: tuple[str, int], raw: bytes, kind: str, **fields: Any) -> None:
-        if self.server.trace:
-            self.server.trace(side="server", direction=direction, transport="udp", peer=peer, raw=raw, kind=kind,
-                              **fields)
+        if self.server.trace is not None:
+            self.server.trace(PacketEvent(time.time(), "server", direction, "udp", peer, kind, raw, **fields))
 
 
 def _credentials(message: Message, fallback: Message | None = None) -> tuple[str, str]:

@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .crypto import AuthenticationError, RecordLayer, ReplayError, SessionKeys, accept_key_exchange, server_hello
+from .events import PacketEvent
 from .net import ConnectionClosed, FramedSocket, wire_frame
 from .protocol import (
     MAX_DATAGRAM, MAX_FRAME, TAG_SIZE, Chat, Datagram, ErrorCode, Hello, Leave, Message, Operation, Ping,
@@ -32,6 +33,8 @@ class SecureProfile:
     """TCRP/2 (TCRP.md §2-§5): the handshake, encrypted requests and AEAD datagrams."""
 
     name = "TCRP/2"
+    pinned_key = True        # one long-term key: clients pin its fingerprint (§2)
+    one_udp_queue = False    # datagrams are independent (§4): the port's queues may be many
 
     def __init__(self, server: ChatServer):
         self.server = server
@@ -42,9 +45,9 @@ class SecureProfile:
         server, trace = self.server, self.server.trace
         session = f"tcp {peer[0]}:{peer[1]}"
         hello = server_hello(server.key, server.rng)
-        if trace:
-            trace(side="server", direction="out", transport="tcp", peer=peer, raw=wire_frame(hello.body),
-                  kind="ServerHello", message=hello, session=session)
+        if trace is not None:
+            trace(PacketEvent(time.time(), "server", "out", "tcp", peer, "ServerHello", wire_frame(hello.body),
+                message=hello, session=session))
         deadline, io.deadline = io.deadline, min(io.deadline or float("inf"),
                                                  time.monotonic() + server.limits.key_exchange_timeout)
         io.send(hello.body)
@@ -57,9 +60,9 @@ class SecureProfile:
             keys = accept_key_exchange(server.key, hello, ckx)
         finally:  # traced even when it fails to decrypt
             server.key_exchanges.release()
-            if trace:
-                trace(side="server", direction="in", transport="tcp", peer=peer, raw=wire_frame(ckx),
-                      kind="ClientKeyExchange", session=session, keys=keys, hello=hello)
+            if trace is not None:
+                trace(PacketEvent(time.time(), "server", "in", "tcp", peer, "ClientKeyExchange", wire_frame(ckx),
+                    session=session, keys=keys, hello=hello))
         server.key_exchanged(io.sock)
         records = RecordLayer.server(keys)
         failures = 0
@@ -74,9 +77,9 @@ class SecureProfile:
             try:
                 plaintext = records.open(body)
             except AuthenticationError:
-                if trace:
-                    trace(side="server", direction="in", transport="tcp", peer=peer, raw=wire_frame(body),
-                          kind="rejected", seq=seq, error="frame does not authenticate", session=session)
+                if trace is not None:
+                    trace(PacketEvent(time.time(), "server", "in", "tcp", peer, "rejected", wire_frame(body),
+                        seq=seq, error="frame does not authenticate", session=session))
                 server.drop("tcp_bad_tag", peer)
                 return  # TCRP.md §2: close, answer nothing
             request: Message | None = None
@@ -88,17 +91,17 @@ class SecureProfile:
                 reply, complete, deliveries = self._answer(request, keys, peer[0])
             except ProtocolError as exc:
                 reply = _error_reply(request, plaintext, exc)
-            if trace:
-                trace(side="server", direction="in", transport="tcp", peer=peer, raw=wire_frame(body), kind="request",
-                      seq=seq, message=request, plaintext=plaintext, session=session)
+            if trace is not None:
+                trace(PacketEvent(time.time(), "server", "in", "tcp", peer, "request", wire_frame(body), seq=seq,
+                    message=request, plaintext=plaintext, session=session))
             for message in (reply, complete) if complete else (reply,):
                 out = message.encode()
                 seq = records.send_seq
                 body = records.seal(out)
-                if trace:
-                    trace(side="server", direction="out", transport="tcp", peer=peer, raw=wire_frame(body),
-                          kind="complete" if message.state is State.COMPLETE else "response", seq=seq,
-                          message=message, plaintext=out, session=session)
+                if trace is not None:
+                    trace(PacketEvent(time.time(), "server", "out", "tcp", peer,
+                        "complete" if message.state is State.COMPLETE else "response", wire_frame(body), seq=seq,
+                        message=message, plaintext=out, session=session))
                 io.send(body)
             if complete:
                 server.deliver(deliveries)  # the "joined" event, now that the COMPLETE is out
@@ -149,9 +152,9 @@ class SecureProfile:
         except ProtocolError as exc:
             server.deliver(challenge)
             return self._reject(data, peer, "bad_payload", exc.reason, member, plaintext)
-        if server.trace:
-            server.trace(side="server", direction="in", transport="udp", peer=peer, raw=data, kind=payload.TYPE,
-                         message=payload, plaintext=plaintext, session=member.token.hex(), user=member.username)
+        if server.trace is not None:
+            server.trace(PacketEvent(time.time(), "server", "in", "udp", peer, payload.TYPE, data, message=payload,
+                plaintext=plaintext, session=member.token.hex(), user=member.username))
         server.deliver(challenge + self._dispatch(member, payload, peer, now))
 
     def _dispatch(self, member: Member, payload: object, peer: tuple[str, int], now: float) -> list[Delivery]:
@@ -192,16 +195,18 @@ class SecureProfile:
                 member: Member | None = None, plaintext: bytes | None = None) -> None:
         server = self.server
         server.drop(reason, peer, detail)
-        if server.trace and server.trace_rejected():  # bounded: a flood is counted, not traced
-            server.trace(side="server", direction="in", transport="udp", peer=peer, raw=data, kind="rejected",
-                         error=f"{reason}: {detail}", plaintext=plaintext,
-                         session=member.token.hex() if member else None)
+        if server.trace is not None and server.trace_rejected():  # bounded: a flood is counted, not traced
+            server.trace(PacketEvent(time.time(), "server", "in", "udp", peer, "rejected", data,
+                error=f"{reason}: {detail}", plaintext=plaintext, session=member.token.hex() if member else None))
 
-    def reap(self) -> list[Delivery]:
-        return self.registry.reap()
+    def reap(self, now: float) -> None:
+        self.server.deliver(self.registry.reap(now))
 
-    def shutdown(self) -> list[Delivery]:
-        return self.registry.close_all("server_shutdown")
+    def shutdown(self) -> None:
+        self.server.deliver(self.registry.close_all("server_shutdown"))
+
+    def counts(self) -> tuple[int, int]:
+        return self.registry.counts()
 
 
 def _room_list_reply(request: Message, rooms: list[dict[str, Any]]) -> Message:

@@ -6,8 +6,8 @@ Threads, each with one job (the socketserver pattern):
   which does the handshake and the requests within a deadline, then closes;
 * ``tcrp-udp`` reads the UDP port's sockets (:mod:`tcrp_lab.shards`: the kernel puts each source
   address in one of their queues) in turn, a few datagrams from each, spends the source's budget,
-  and hands each datagram to the profile (:mod:`tcrp_lab.secure`, or :mod:`tcrp_lab.legacy`),
-  which authenticates it and asks the registry;
+  and hands each datagram to the profile (a :class:`ServerProfile`: :mod:`tcrp_lab.secure` by
+  default, or :mod:`tcrp_lab.legacy`), which authenticates it and asks the registry;
 * ``tcrp-reaper`` removes inactive members about twice a second.
 
 No exception from the network escapes a thread: bad input is dropped or answered as TCRP.md
@@ -33,9 +33,10 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .crypto import RandomSource, ServerKey, system_random
+from .events import PacketEvent, Tracer
 from .limits import BucketTable, Limits, TokenBucket
 from .net import ConnectionClosed, FramedSocket, ServerAddress, wire_frame
 from .protocol import MAX_DATAGRAM, ErrorCode, ProtocolError, Refusal
@@ -57,7 +58,6 @@ UDP_TURN = 16                 #: datagrams read from one socket before the next 
 MAX_THROTTLED_SOURCES = 1024  #: source addresses counted apart in what was throttled; the rest add up as "others"
 FLOOD_RUN = 64                #: throttled datagrams in a row on one socket that mute it ...
 FLOOD_PAUSE = 0.005           #: ... this long: the kernel drops the flood meanwhile, at no cost to us
-Trace = Callable[..., None]
 
 
 class ServerStats:
@@ -104,6 +104,38 @@ class ServerStats:
             return out
 
 
+class ServerProfile(Protocol):
+    """What the shell asks of a protocol profile: the design it speaks, over the shell's sockets.
+
+    A profile is made by ``ChatServer(profile=factory)`` as ``factory(server)`` and acts through the
+    shell it was given (``server.deliver``, ``server.send_datagram``, ``server.drop``, ``server.trace``);
+    it never opens a socket of its own. :class:`~tcrp_lab.secure.SecureProfile` (TCRP/2, the default)
+    and :class:`~tcrp_lab.legacy.LegacyProfile` (TCRP/1, for the lessons) are the two there are.
+    """
+
+    name: str                 #: what the design is called in logs ("TCRP/2")
+    pinned_key: bool          #: one long-term key for every connection (so its fingerprint can be pinned)
+    one_udp_queue: bool       #: the design needs every datagram in one queue, in arrival order
+
+    def handle_connection(self, io: FramedSocket, peer: tuple[str, int]) -> None:
+        """Serve one TCP connection (on its own thread) until it is done; may raise to close it."""
+
+    def handle_datagram(self, data: bytes, peer: tuple[str, int]) -> None:
+        """One datagram from ``peer`` (on the UDP thread): answer through the shell, or drop and count it."""
+
+    def reap(self, now: float) -> None:
+        """Remove who has been silent too long at ``now`` (the shell's clock) and tell who must be told."""
+
+    def shutdown(self) -> None:
+        """The server is stopping: tell the members, as the design does."""
+
+    def counts(self) -> tuple[int, int]:
+        """(rooms, members) right now."""
+
+
+ProfileFactory = Callable[["ChatServer"], ServerProfile]
+
+
 class ChatServer:
     """A TCRP server: rooms over TCP, chat over UDP.
 
@@ -111,8 +143,11 @@ class ChatServer:
     :meth:`start`). ``key`` is a :class:`~tcrp_lab.crypto.ServerKey`; by default one is generated
     once for this server. ``rng`` (randomness), ``clock`` (monotonic time for timeouts) and
     ``wall_clock`` (the ``ts`` of chat messages) are injectable for deterministic lessons and
-    tests; ``trace`` is any callable taking keyword arguments (see :mod:`tcrp_lab.trace`), called
-    for every frame and datagram (rejected datagrams: at most TRACE_REJECTED_RATE a second).
+    tests; ``trace`` is a :data:`~tcrp_lab.events.Tracer` (a :class:`~tcrp_lab.trace.Trace`, or any
+    callable taking a :class:`~tcrp_lab.events.PacketEvent`), called for every frame and datagram
+    (rejected datagrams: at most TRACE_REJECTED_RATE a second). ``profile`` makes the
+    :class:`ServerProfile`: TCRP/2 by default; ``profile=LegacyProfile`` (from
+    :mod:`tcrp_lab.legacy`) serves the original, insecure design for the lessons.
 
     Every limit of TCRP.md §8 is a keyword argument (``max_rooms_per_address=5``,
     ``chat_rate=20``, ``handshake_timeout=3`` …; see :class:`~tcrp_lab.limits.Limits` for the list and
@@ -123,7 +158,7 @@ class ChatServer:
 
     def __init__(self, host: str = "127.0.0.1", tcp_port: int = 9001, udp_port: int = 9002,
                  inactivity_timeout: float = DEFAULT_TIMEOUT, key: ServerKey | None = None, *,
-                 profile: str = "secure", trace: Trace | None = None, rng: RandomSource | None = None,
+                 profile: ProfileFactory = SecureProfile, trace: Tracer | None = None, rng: RandomSource | None = None,
                  clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
                  reap_interval: float = REAP_INTERVAL, report_interval: float = REPORT_INTERVAL,
                  udp_shards: int = UDP_SHARDS, limits: Limits | None = None, **limit_overrides: float):
@@ -150,8 +185,11 @@ class ChatServer:
         self.key_exchanges = threading.BoundedSemaphore(max(1, self.limits.max_key_exchanges))
         self._trace_lock = threading.Lock()
         self._stats = ServerStats()
-        self.profile = _make_profile(profile, self)
-        self.udp_shards = 1 if profile == "legacy" else max(1, min(256, udp_shards))   # TCRP/1: one queue
+        if isinstance(profile, str) or not callable(profile):
+            raise TypeError(f"profile takes a profile class, not {profile!r}: SecureProfile (the default) or "
+                            "LegacyProfile (from tcrp_lab.legacy import LegacyProfile; TCRP/1, insecure)")
+        self.profile: ServerProfile = profile(self)
+        self.udp_shards = 1 if self.profile.one_udp_queue else max(1, min(256, udp_shards))
         self._intake: _UdpIntake | None = None
         self._tcp: socket.socket | None = None
         self._udp: socket.socket | None = None     # the first UDP socket: the one the server sends from
@@ -185,7 +223,7 @@ class ChatServer:
         """Counters right now: connections, rooms, members, datagrams in/out, drops by reason and
         (``drops_by_source``) by source address."""
         snap = self._stats.snapshot()
-        snap["rooms"], snap["members"] = getattr(self.profile, "counts", self.registry.counts)()
+        snap["rooms"], snap["members"] = self.profile.counts()
         intake = self._intake
         if intake is not None:
             snap["datagrams_in"] += intake.received
@@ -230,7 +268,7 @@ class ChatServer:
             thread.start()
             self._threads.append(thread)
         log.info("%s server listening on %s", self.profile.name, self.address)
-        if isinstance(self.profile, SecureProfile):  # TCRP/1 makes a key per connection: nothing to pin
+        if self.profile.pinned_key:  # TCRP/1 makes a key per connection: nothing to pin
             log.info("key fingerprint %s", self.fingerprint)
         return self
 
@@ -238,7 +276,7 @@ class ChatServer:
         """Tell every member ``room_closed``/``server_shutdown``, join every thread, close every socket."""
         if self._udp is None or self._stopping.is_set():
             return
-        self.deliver(self.profile.shutdown())
+        self.profile.shutdown()
         self._stopping.set()
         if self._intake is not None:  # wake the UDP thread now rather than at its next timeout
             self._intake.wake()
@@ -303,10 +341,10 @@ class ChatServer:
                 if address is None:
                     continue
                 datagram = member.channel.seal(plaintext)
-                if trace:  # traced before it leaves, so a trace never shows the answer first
-                    trace(side="server", direction="out", transport="udp", peer=address, raw=datagram,
-                          kind=delivery.payload.TYPE, message=delivery.payload, plaintext=plaintext,
-                          session=member.token.hex(), user=member.username)
+                if trace is not None:  # traced before it leaves, so a trace never shows the answer first
+                    trace(PacketEvent(time.time(), "server", "out", "udp", address, delivery.payload.TYPE, datagram,
+                        message=delivery.payload, plaintext=plaintext, session=member.token.hex(),
+                        user=member.username))
                 try:
                     udp.sendto(datagram, address)  # type: ignore[union-attr]
                     sent += 1
@@ -451,7 +489,7 @@ class ChatServer:
         next_report = time.monotonic() + self.report_interval
         while not self._stopping.wait(self.reap_interval):
             try:
-                self.deliver(self.profile.reap())
+                self.profile.reap(self.clock())
                 if time.monotonic() >= next_report:
                     next_report = time.monotonic() + self.report_interval
                     self._report()
@@ -568,16 +606,6 @@ def _refuse(conn: socket.socket, message: str) -> None:
         pass
     finally:
         conn.close()
-
-
-def _make_profile(name: str, server: ChatServer) -> Any:
-    if name == "secure":
-        return SecureProfile(server)
-    if name == "legacy":
-        from .legacy import LegacyProfile  # the insecure original design, for lessons only
-
-        return LegacyProfile(server)
-    raise ValueError(f"profile must be 'secure' (TCRP/2) or 'legacy' (TCRP/1, insecure), not {name!r}")
 
 
 if __name__ == "__main__":

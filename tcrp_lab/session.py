@@ -26,7 +26,7 @@ from .protocol import (
     RoomClosed, SystemEvent, Welcome,
 )
 
-__all__ = ["ChatMessage", "MemberSession", "RetransmitTimer", "RoomEvent", "SessionState"]
+__all__ = ["ChatMessage", "MemberSession", "RetransmitTimer", "RoomEvent", "MemberState"]
 
 RETRANSMIT_INITIAL = 0.15     #: seconds before the first retransmission, before any RTT is measured
 RETRANSMIT_MIN = 0.05         #: floor of the adaptive retransmission timeout
@@ -41,8 +41,10 @@ GAP_GRACE = 0.05              #: a gap may be reordering: wait this long before 
 LOG_LIMIT = 10_000            #: messages, events and log entries a session keeps (the oldest go first)
 
 
-class SessionState(str, enum.Enum):
-    """Where a membership is: ``joining`` until the first welcome, then ``joined``, then one end."""
+class MemberState(str, enum.Enum):
+    """Where a membership is (TCRP.md §4): ``joining`` until the first welcome (§4.1), then
+    ``joined``, then one end: ``left`` (we sent leave), ``kicked`` or ``room_closed`` (the server
+    said so, §4.4), ``closed`` (our socket closed). A str, so ``state == "joined"`` reads naturally."""
 
     JOINING = "joining"
     JOINED = "joined"
@@ -56,7 +58,7 @@ class SessionState(str, enum.Enum):
 
     @property
     def active(self) -> bool:
-        return self in (SessionState.JOINING, SessionState.JOINED)
+        return self in (MemberState.JOINING, MemberState.JOINED)
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,7 @@ class MemberSession:
         self.history = history
         self.ping_interval = ping_interval
         self.max_tries = max_tries
-        self.state = SessionState.JOINING
+        self.state = MemberState.JOINING
         self.messages: BoundedLog = BoundedLog(log_limit)
         self.events: BoundedLog = BoundedLog(log_limit)
         self.log: BoundedLog = BoundedLog(log_limit)
@@ -210,12 +212,12 @@ class MemberSession:
     def leave(self) -> list[Payload]:
         """Leave the room (a host leaving closes it): the ``leave`` to send, if we were in it."""
         active = self.state.active
-        self._finish(SessionState.LEFT, None)
+        self._finish(MemberState.LEFT, None)
         return [Leave()] if active else []
 
     def close(self) -> None:
         if self.state.active:
-            self.state = SessionState.CLOSED
+            self.state = MemberState.CLOSED
 
     @property
     def unacknowledged(self) -> int:
@@ -235,14 +237,14 @@ class MemberSession:
             items = self._refused(payload)
         elif isinstance(payload, Welcome):
             self._highest = max(self._highest, payload.seq)
-            if self.state is SessionState.JOINING:
+            if self.state is MemberState.JOINING:
                 items = self._welcomed(payload.seq)
         elif isinstance(payload, Challenge):
             out.append(Response(payload.data))   # §4.2: prove we receive here; one answer per challenge
         elif isinstance(payload, Pong):
             self._highest = max(self._highest, payload.seq)
         elif isinstance(payload, (RoomClosed, Kicked)):
-            state = SessionState.ROOM_CLOSED if isinstance(payload, RoomClosed) else SessionState.KICKED
+            state = MemberState.ROOM_CLOSED if isinstance(payload, RoomClosed) else MemberState.KICKED
             items = self._finish(state, payload.reason)
         if self._has_gap() and not self._resend_at:  # a gap may be reordering: give it GAP_GRACE
             self._resend_at = now + GAP_GRACE
@@ -254,7 +256,7 @@ class MemberSession:
         items: Items = []
         if not self.state.active:
             return out, items
-        if self.state is SessionState.JOINING and now >= self._hello_at and self._hello_tries < self.max_tries:
+        if self.state is MemberState.JOINING and now >= self._hello_at and self._hello_tries < self.max_tries:
             out += self._hello(now)
         while self._outbox and len(self._pending) < SEND_WINDOW:
             chat = self._outbox.popleft()
@@ -285,7 +287,7 @@ class MemberSession:
         times = [self._ping_at] + [p.retry_at for p in self._pending.values()]
         if self._outbox and len(self._pending) < SEND_WINDOW:
             times.append(now)
-        if self.state is SessionState.JOINING and self._hello_tries < self.max_tries:
+        if self.state is MemberState.JOINING and self._hello_tries < self.max_tries:
             times.append(self._hello_at)
         if self._has_gap():
             times.append(self._resend_at or now)
@@ -323,7 +325,7 @@ class MemberSession:
 
     def _welcomed(self, seq: int) -> Items:
         """First welcome: we are in. Deliver from our first buffered message, or after ``seq``."""
-        self.state = SessionState.JOINED
+        self.state = MemberState.JOINED
         first = min([seq + 1 - self.history, *self._buffer])
         self._next_seq = max(first, 1)
         self._buffer = {s: p for s, p in self._buffer.items() if s >= self._next_seq}
@@ -364,17 +366,17 @@ class MemberSession:
         elif event.kind in ("left", "timeout") and event.user in self.members:
             self.members.remove(event.user)  # type: ignore[arg-type]
 
-    def _finish(self, state: SessionState, reason: str | None) -> Items:
+    def _finish(self, state: MemberState, reason: str | None) -> Items:
         """Our membership ended."""
         if not self.state.active:
             return []
         self.state = state
         self._pending.clear()
         self._outbox.clear()
-        if state is SessionState.LEFT:
+        if state is MemberState.LEFT:
             return []
-        text = {SessionState.ROOM_CLOSED: f"the room was closed ({reason})",
-                SessionState.KICKED: f"you were removed ({reason})"}[state]
+        text = {MemberState.ROOM_CLOSED: f"the room was closed ({reason})",
+                MemberState.KICKED: f"you were removed ({reason})"}[state]
         return [self._event(str(state), text, reason=reason)]
 
     def _event(self, kind: str, text: str, **fields: Any) -> RoomEvent:

@@ -2,8 +2,8 @@
 
 What goes over the wire, the way "The Illustrated TLS 1.3 Connection" shows a handshake, but from
 the learner's own chat and with no root and no packet capture: the server and client shells call
-``trace(**fields)`` for each frame and datagram they send or receive (see the fields of
-:class:`PacketEvent`), and this module records and renders those calls.
+``trace(event)`` with a :class:`~tcrp_lab.events.PacketEvent` for each frame and datagram they send
+or receive, and this module records and renders those events.
 
 * :class:`Trace` records events (pass one as ``trace=`` to ChatServer / ChatClient / ControlConnection,
   or use :func:`record`); it prints as a one-line-per-packet log, :meth:`Trace.summary` gives a
@@ -46,8 +46,6 @@ import logging
 import threading
 import time as _time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from dataclasses import fields as _dataclass_fields
 from pathlib import Path
 from typing import Any
 
@@ -58,13 +56,14 @@ from rich.table import Table
 from rich.text import Text
 
 from .crypto import ServerHello, SessionKeys
+from .events import ARROWS, PacketEvent, Tracer
 from .explain import Explanation, Field, _clip, _printable, explain, visible  # explain is part of this API
 from .protocol import (
     FRAME_LENGTH_BYTES, MAX_FRAME, Datagram, Message, Payload, ProtocolError, State, decode_message, decode_payload,
 )
 
-__all__ = ["Explanation", "Field", "LiveLog", "PacketEvent", "Trace", "explain", "legend", "record", "render_line",
-           "visible"]
+__all__ = ["Explanation", "Field", "LiveLog", "PacketEvent", "Trace", "Tracer", "explain", "legend", "record",
+           "render_line", "visible"]
 
 log = logging.getLogger("tcrp_lab.trace")
 
@@ -73,7 +72,6 @@ DEFAULT_EVENT_BYTES = FRAME_LENGTH_BYTES + MAX_FRAME   #: bytes kept of an event
 DEFAULT_TOTAL_BYTES = 32 * 2**20   #: raw + plaintext bytes a Trace keeps in all (the oldest events go first)
 LIVE_QUEUE = 1_000           #: packets a LiveLog holds for its printer; more are counted, not printed
 NARROW = 100                 #: consoles narrower than this get log lines without the peer column
-ARROWS = {"c2s": "C→S", "s2c": "S→C"}   #: sender→receiver, by role (docs/TCRP.md's tables)
 
 KIND_STYLES = {
     "ServerHello": "magenta", "ClientKeyExchange": "magenta", "request": "yellow", "response": "green",
@@ -81,79 +79,6 @@ KIND_STYLES = {
     "ack": "blue", "system": "bright_cyan", "resend": "yellow", "ping": "dim", "pong": "dim", "leave": "cyan",
     "room_closed": "red", "kicked": "red", "refused": "bold yellow", "challenge": "magenta",
 }
-
-
-# --- events ----------------------------------------------------------------------------------
-
-@dataclass(frozen=True, repr=False)
-class PacketEvent(JupyterMixin):
-    """One frame or datagram as one side saw it. ``raw`` is the bytes on the wire (a TCP frame with
-    its 4-byte length). ``message`` is the decoded protocol object, ``plaintext`` the bytes inside
-    the encryption, ``keys`` the session keys (ClientKeyExchange only, when known), ``error`` why
-    a ``rejected`` packet was dropped. Displays as :func:`explain` of itself.
-
-    A Trace keeps only the first ``event_bytes`` of ``raw`` and of ``plaintext``; ``raw_size`` /
-    ``plaintext_size`` then hold their original lengths (None when whole), and ``message`` is
-    dropped with a cut plaintext (it would hold the whole text again)."""
-
-    time: float
-    side: str                      # "server" | "client"
-    direction: str                 # "in" | "out", from that side's point of view
-    transport: str                 # "tcp" | "udp"
-    peer: tuple | None
-    kind: str
-    raw: bytes
-    session: str | None = None     # "tcp HOST:PORT" of the client end, or the token in hex
-    message: Any = None
-    plaintext: bytes | None = None
-    seq: int | None = None
-    error: str | None = None
-    keys: SessionKeys | None = None
-    user: str | None = None
-    hello: ServerHello | None = None
-    raw_size: int | None = None        # the length on the wire, when only the start of raw was kept
-    plaintext_size: int | None = None  # the plaintext's length, when only its start was kept
-
-    @property
-    def size(self) -> int:
-        """Bytes on the wire (kept or not)."""
-        return len(self.raw) if self.raw_size is None else self.raw_size
-
-    @property
-    def truncated(self) -> bool:
-        """True when the trace kept only the first bytes of ``raw`` or ``plaintext``."""
-        return self.raw_size is not None or self.plaintext_size is not None
-
-    @property
-    def flow(self) -> str:
-        """``c2s`` (client to server) or ``s2c``, whichever side traced it."""
-        return "c2s" if (self.side == "client") == (self.direction == "out") else "s2c"
-
-    @property
-    def arrow(self) -> str:
-        """``C→S`` or ``S→C``: from the sender to the receiver, whichever side traced it."""
-        return ARROWS[self.flow]
-
-    def __rich__(self) -> Explanation:
-        return explain(self)
-
-    def __repr__(self) -> str:
-        return (f"PacketEvent({self.side} {self.direction} {self.transport} {self.kind}, {self.size} bytes, "
-                f"session={self.session!r})")
-
-
-_EVENT_FIELDS = {f.name for f in _dataclass_fields(PacketEvent)}
-
-
-def _tolerant_event(fields: dict[str, Any]) -> PacketEvent:
-    """An event from incomplete or unknown fields (a newer shell, a profile of its own): never raise."""
-    known = {k: v for k, v in fields.items() if k in _EVENT_FIELDS}
-    known.setdefault("time", _time.time())
-    for name, default in (("side", "?"), ("direction", "?"), ("transport", "?"), ("peer", None), ("kind", "?")):
-        known.setdefault(name, default)
-    raw = known.get("raw")
-    known["raw"] = bytes(raw) if isinstance(raw, (bytes, bytearray, memoryview)) else b""
-    return PacketEvent(**known)
 
 
 class Trace(JupyterMixin):
@@ -170,8 +95,7 @@ class Trace(JupyterMixin):
     server's UDP thread, a connection thread, a client's receive thread), so a subscriber must be
     cheap: queue the event and return (as :class:`LiveLog` does), never render or write there.
 
-    A Trace is always true, even when empty, because the shells test ``if trace:``; count its
-    events with ``len(trace)``.
+    A Trace is a :data:`~tcrp_lab.events.Tracer`: the shells call it with each event.
     """
 
     def __init__(self, events: Iterable[PacketEvent] = (), *, limit: int = DEFAULT_LIMIT,
@@ -188,12 +112,8 @@ class Trace(JupyterMixin):
         for event in events:
             self._keep(event)
 
-    def __call__(self, **fields: Any) -> None:
-        """What the shells call. Never raises: a trace observes, it must not break the chat."""
-        try:
-            event = PacketEvent(time=_time.time(), **fields)
-        except TypeError:
-            event = _tolerant_event(fields)
+    def __call__(self, event: PacketEvent) -> None:
+        """What the shells call (a trace observes: a subscriber that raises is logged, not raised)."""
         self.add(event)
 
     def add(self, event: PacketEvent) -> None:
@@ -242,9 +162,6 @@ class Trace(JupyterMixin):
 
     def __len__(self) -> int:
         return len(self._events)
-
-    def __bool__(self) -> bool:
-        return True   # the shells test ``if trace:``; an empty Trace must still record
 
     def __iter__(self) -> Iterator[PacketEvent]:
         return iter(self.events)
@@ -392,7 +309,7 @@ def _with_message(event: PacketEvent) -> PacketEvent:
             message = decode_payload(event.plaintext, from_server=event.flow == "s2c")
     except ProtocolError:
         pass
-    return PacketEvent(**{**{f: getattr(event, f) for f in _EVENT_FIELDS}, "message": message})
+    return dataclasses.replace(event, message=message)
 
 
 # --- the compact log -------------------------------------------------------------------------
@@ -581,15 +498,15 @@ class _Tee:
     """Call the trace that was there before, then the recording one (so when the recording has an
     event, the previous trace has it too)."""
 
-    def __init__(self, previous: Callable[..., None], trace: Trace):
+    def __init__(self, previous: Tracer, trace: Trace):
         self.previous, self.trace = previous, trace
 
-    def __call__(self, **fields: Any) -> None:
+    def __call__(self, event: PacketEvent) -> None:
         try:
-            self.previous(**fields)
+            self.previous(event)
         except Exception:
             log.exception("the previous trace callable raised")
-        self.trace(**fields)
+        self.trace(event)
 
 
 @contextlib.contextmanager
@@ -609,7 +526,7 @@ def record(*endpoints: Any, limit: int = DEFAULT_LIMIT, **bounds: int) -> Iterat
     previous = [endpoint.trace for endpoint in endpoints]
     try:
         for endpoint, old in zip(endpoints, previous):
-            endpoint.trace = _Tee(old, trace) if old else trace
+            endpoint.trace = _Tee(old, trace) if old is not None else trace
         yield trace
     finally:
         for endpoint, old in zip(endpoints, previous):

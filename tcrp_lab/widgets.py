@@ -40,12 +40,10 @@ import ipywidgets as widgets
 from rich.console import Console
 from rich.terminal_theme import SVG_EXPORT_THEME
 
-from .client import (
-    ChatClient, ChatMessage, FingerprintMismatch, InvalidName, NoSuchRoom, RateLimited, RoomEvent, RoomExists,
-    RoomFull, ServerBusy, ServerError, TcrpError, UsernameTaken, WrongPassword,
-)
+from .client import ChatClient, ChatMessage, NoSuchRoom, RoomEvent, RoomExists, TcrpError
+from .errors import hint
+from .session import MemberState
 from .net import ServerAddress, parse_address
-from .protocol import ProtocolError
 from .trace import PacketEvent, Trace, render_line, visible
 
 __all__ = ["ChatPanel", "explain_error"]
@@ -66,48 +64,18 @@ _CLOSED_BECAUSE = {
     "server_shutdown": "the server shut down",
 }
 _STATE = {   # client.state -> what the status line says, in which colour
-    "joining": ("connecting…", "#b26b00"),
-    "joined": ("connected", "#1a7f37"),
-    "left": ("left", "#666"),
-    "kicked": ("disconnected", "#b42318"),
-    "room_closed": ("room closed", "#b42318"),
-    "closed": ("closed", "#666"),
+    MemberState.JOINING: ("connecting…", "#b26b00"),
+    MemberState.JOINED: ("connected", "#1a7f37"),
+    MemberState.LEFT: ("left", "#666"),
+    MemberState.KICKED: ("disconnected", "#b42318"),
+    MemberState.ROOM_CLOSED: ("room closed", "#b42318"),
+    MemberState.CLOSED: ("closed", "#666"),
 }
 
 
 def explain_error(exc: BaseException, room: str = "", username: str = "") -> str:
-    """Plain words for why creating or joining a room failed, and what to do about it."""
-    if isinstance(exc, WrongPassword):
-        return f"Wrong password for room “{room}”. Ask its host for the password and try again."
-    if isinstance(exc, UsernameTaken):
-        if "looks like" in str(exc):   # a look-alike, or the same name in other letter case (TCRP.md §3.1)
-            return f"That name cannot be used in “{room}”: {exc}."
-        return f"Someone in “{room}” is already called “{username}”. Pick another username."
-    if isinstance(exc, RoomExists):
-        if "looks like" in str(exc):
-            return f"That room name cannot be used: {exc}."
-        return f"A room called “{room}” already exists. Join it instead, or pick another room name."
-    if isinstance(exc, NoSuchRoom):
-        return f"There is no room called “{room}”. Refresh the list, or create it."
-    if isinstance(exc, InvalidName):
-        return f"That name is not allowed: {exc}. Use 1-32 characters for a username, 1-64 for a room."
-    if isinstance(exc, RoomFull):
-        return f"Room “{room}” is full. Try another room."
-    if isinstance(exc, ServerBusy):
-        return f"The server is busy: {exc}. Try again in a moment."
-    if isinstance(exc, RateLimited):
-        wait = f" in {exc.retry_after:.0f} s" if exc.retry_after and exc.retry_after >= 1 else " in a moment"
-        return f"Too many wrong passwords for “{room}” from your address: check the password and try again{wait}."
-    if isinstance(exc, FingerprintMismatch):
-        return ("The server's key does not match the fingerprint you gave: this may be a man in the middle, "
-                "or the wrong server. Nothing was sent.")
-    if isinstance(exc, ServerError):
-        return f"The server refused: {exc}."
-    if isinstance(exc, ProtocolError):
-        return f"That request cannot be sent: {exc.reason}."
-    if isinstance(exc, (TcrpError, ValueError)):
-        return str(exc)
-    return f"Something went wrong: {exc!r}"
+    """Plain words for why creating or joining a room failed, and what to do (:func:`tcrp_lab.errors.hint`)."""
+    return hint(exc, room, username)
 
 
 def _classed(widget: Any, *classes: str) -> Any:
@@ -292,7 +260,7 @@ class ChatPanel(widgets.VBox):
         """Ask the server for its rooms and list them, with member counts and a lock if they need a password."""
         try:
             rooms = ChatClient.list_rooms(self.address, fingerprint=self.fingerprint)
-        except (TcrpError, ProtocolError, OSError) as exc:
+        except (TcrpError, OSError) as exc:
             self._say(f"Could not list the rooms: {explain_error(exc)}", "error")
             return
         choices = {}
@@ -424,7 +392,7 @@ class ChatPanel(widgets.VBox):
             self.join_view.layout.display = "flex"
             self.notice.value = _notice(notice, kind)
         self._stop_trace()
-        if client is not None and client.state not in ("joining", "joined"):
+        if client is not None and not client.state.active:
             client.close()   # closed or kicked: the receive thread is ending; free the socket
 
     # --- rendering (any thread) -----------------------------------------------------------------

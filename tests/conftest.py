@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tcrp_lab import ChatServer
+from tcrp_lab.crypto import ServerKey
+
+KEY = ServerKey.demo()   # made once: RSA key generation is not what most tests are about
 VECTORS_PATH = Path(__file__).with_name("tcrp2.json")
 
 
 @pytest.fixture(scope="session")
 def vectors() -> dict:
     return json.loads(VECTORS_PATH.read_text())
+
+
+@pytest.fixture
+def server() -> Iterator[ChatServer]:
+    """A TCRP/2 server on loopback, free ports, the demo key; stopped after the test."""
+    with ChatServer("127.0.0.1", 0, 0, key=KEY) as running:
+        yield running
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> object:

@@ -14,7 +14,7 @@ from tcrp_lab.attacks import (
 )
 from tcrp_lab.client import FingerprintMismatch
 from tcrp_lab.crypto import ServerKey
-from tcrp_lab.legacy import INVALID_PASSWORD, LegacyClient, LegacyRefused, join_notice
+from tcrp_lab.legacy import INVALID_PASSWORD, LegacyClient, LegacyProfile, LegacyRefused, join_notice
 from tcrp_lab.net import ServerAddress
 from tcrp_lab.protocol import Chat, Hello
 
@@ -23,7 +23,7 @@ from .conftest import wait_for
 
 @pytest.fixture
 def legacy_server():
-    server = ChatServer(tcp_port=0, udp_port=0, key=ServerKey.demo(), profile="legacy")
+    server = ChatServer(tcp_port=0, udp_port=0, key=ServerKey.demo(), profile=LegacyProfile)
     server.profile.per_connection_key = False   # the demo key on every connection: no RSA keygen per test
     with server:
         yield server

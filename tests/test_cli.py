@@ -151,7 +151,8 @@ def test_client_cli_explains_usage_and_server_errors():
         assert usage.returncode == 2 and "needs a ROOM and --user NAME" in usage.stderr
         missing = subprocess.run([sys.executable, "-m", "tcrp_lab.client", "join", "nowhere", "-u", "bob",
                                   "--tcp-port", port], capture_output=True, text=True, env=ENV, timeout=30)
-        assert missing.returncode == 1 and "no room named 'nowhere'" in missing.stdout
+        assert missing.returncode == 1 and "There is no room called “nowhere”" in missing.stdout   # errors.ERRORS' hint
+        assert "create it" in missing.stdout   # and what to do
 
 
 def test_every_limit_is_a_server_flag_and_takes_effect(tmp_path):

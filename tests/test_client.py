@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from tcrp_lab import ChatClient, ChatServer
+from tcrp_lab import ChatClient
 from tcrp_lab.client import ControlConnection, FingerprintMismatch, RetransmitTimer, TcrpError
 from tcrp_lab.crypto import ServerKey, open_sealed
 from tcrp_lab.protocol import Datagram, Message
@@ -17,12 +17,6 @@ from tests.conftest import wait_for
 from tcrp_lab.attacks import UdpRelay
 
 KEY = ServerKey.demo()
-
-
-@pytest.fixture
-def server():
-    with ChatServer("127.0.0.1", 0, 0, key=KEY) as server:
-        yield server
 
 
 def test_a_wrong_pinned_fingerprint_aborts_before_sending_anything(server):

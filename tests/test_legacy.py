@@ -8,6 +8,7 @@ layout), so these tests check the server byte for byte against §6, not against 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import logging
 import secrets
 import socket
@@ -19,8 +20,8 @@ from Crypto.PublicKey import RSA
 from tcrp_lab import ChatServer
 from tcrp_lab.crypto import ServerKey
 from tcrp_lab.legacy import (
-    INVALID_PASSWORD, INVALID_ROOM, TIMEOUT_NOTICE, TOKEN_BYTES, WARNING, LegacyClient, LegacyRefused, cfb_decrypt,
-    cfb_encrypt, datagram, join_notice, key_exchange, parse_datagram, request,
+    INVALID_PASSWORD, INVALID_ROOM, TIMEOUT_NOTICE, TOKEN_BYTES, WARNING, LegacyClient, LegacyProfile, LegacyRefused,
+    cfb_decrypt, cfb_encrypt, datagram, join_notice, key_exchange, parse_datagram, request,
 )
 
 from .conftest import wait_for
@@ -75,7 +76,7 @@ def clock():
 @pytest.fixture
 def server(clock):
     """A legacy server on loopback with the demo key for every connection (fast) and a hand clock."""
-    server = ChatServer(tcp_port=0, udp_port=0, key=ServerKey.demo(), profile="legacy", clock=lambda: clock[0],
+    server = ChatServer(tcp_port=0, udp_port=0, key=ServerKey.demo(), profile=LegacyProfile, clock=lambda: clock[0],
                         inactivity_timeout=60)
     server.profile.per_connection_key = False
     with server:
@@ -283,7 +284,7 @@ def test_bad_tcp_input_is_counted_and_the_server_goes_on(server):
 
 def test_traces_carry_the_same_fields_as_tcrp2(server):
     events = []
-    server.trace = lambda **fields: events.append(fields)
+    server.trace = lambda event: events.append({f.name: getattr(event, f.name) for f in dataclasses.fields(event)})
     with LegacyClient.create_room(server.address, "lab", "alice") as alice:
         alice.wait_for_messages(1)
         alice.send("hi")
@@ -304,10 +305,10 @@ def test_traces_carry_the_same_fields_as_tcrp2(server):
 
 def test_legacy_is_never_the_default_and_says_it_is_insecure(caplog):
     assert ChatServer(tcp_port=0, udp_port=0, key=ServerKey.demo()).profile.name == "TCRP/2"
-    with pytest.raises(ValueError, match="legacy"):
-        ChatServer(tcp_port=0, udp_port=0, key=ServerKey.demo(), profile="TCRP/1")
+    with pytest.raises(TypeError, match="from tcrp_lab.legacy import LegacyProfile"):
+        ChatServer(tcp_port=0, udp_port=0, key=ServerKey.demo(), profile="legacy")   # asked for by its class
     with caplog.at_level(logging.WARNING, logger="tcrp_lab.legacy"):
-        legacy = ChatServer(tcp_port=0, udp_port=0, key=ServerKey.demo(), profile="legacy")
+        legacy = ChatServer(tcp_port=0, udp_port=0, key=ServerKey.demo(), profile=LegacyProfile)
     assert legacy.profile.name == "TCRP/1"
     assert "INSECURE" in WARNING and WARNING in caplog.text
     assert "[" not in WARNING   # the CLI prints it with rich markup

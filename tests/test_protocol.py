@@ -36,13 +36,13 @@ def test_every_message_vector_decodes(vectors):
             v["operation"], v["state"], v["room"], v["payload"]), v["note"]
 
 
-@pytest.mark.parametrize("index", range(10))
-def test_every_invalid_message_vector_is_rejected(vectors, index):
-    v = vectors["invalid_messages"][index]
-    with pytest.raises(ProtocolError) as err:
-        decode_message(bytes.fromhex(v["hex"]))
-    assert err.value.code is ErrorCode.INVALID_REQUEST, v["note"]
-    assert err.value.reason
+def test_every_invalid_message_vector_is_rejected(vectors):
+    assert vectors["invalid_messages"]
+    for v in vectors["invalid_messages"]:
+        with pytest.raises(ProtocolError) as err:
+            decode_message(bytes.fromhex(v["hex"]))
+        assert err.value.code is ErrorCode.INVALID_REQUEST, v["note"]
+        assert err.value.reason, v["note"]
 
 
 def test_request_builders_match_the_vectors(vectors):

@@ -23,12 +23,6 @@ from tests.spec_client import SpecClient
 KEY = ServerKey.demo()  # made once: RSA key generation is not what these tests are about
 
 
-@pytest.fixture
-def server():
-    with ChatServer("127.0.0.1", 0, 0, key=KEY) as server:
-        yield server
-
-
 def tcrp_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("tcrp-")]
 
@@ -306,7 +300,7 @@ def test_bad_arguments_get_clear_messages():
         ChatServer(tcp_port=70000)
     with pytest.raises(ValueError, match="positive number of seconds"):
         ChatServer(inactivity_timeout=0, key=KEY)
-    with pytest.raises(ValueError, match="'secure'"):
+    with pytest.raises(TypeError, match="SecureProfile"):
         ChatServer(profile="fast", key=KEY)
     with ChatServer("127.0.0.1", 0, 0, key=KEY) as one:
         with pytest.raises(OSError, match="Port 0 picks a free port"):

@@ -14,7 +14,7 @@ from tcrp_lab.protocol import (
 from tcrp_lab.rooms import RoomRegistry
 from tcrp_lab.session import (
     GAP_GRACE, MAX_GAP_TRIES, MAX_TRIES, RESEND_BATCH, SEND_WINDOW, ChatMessage, MemberSession, RoomEvent,
-    SessionState,
+    MemberState,
 )
 
 KEYS = SessionKeys(*(bytes([i]) * 32 for i in range(4)))
@@ -24,7 +24,7 @@ def joined(history: int = 0, **options) -> MemberSession:
     session = MemberSession("lab", "alice", now=0.0, history=history, **options)
     assert session.start(0.0) == [Hello()]
     session.receive(Welcome(seq=0), 0.01)
-    assert session.state is SessionState.JOINED
+    assert session.state is MemberState.JOINED
     return session
 
 
@@ -49,7 +49,7 @@ def test_hello_is_retransmitted_with_back_off_a_bounded_number_of_times():
     more, _ = run_timers(session, 0.0, 120.0)
     hellos = [p for p in sent + more if isinstance(p, Hello)]
     assert len(hellos) == MAX_TRIES
-    assert session.state is SessionState.JOINING
+    assert session.state is MemberState.JOINING
 
 
 def test_a_chat_that_is_never_acknowledged_is_given_up_with_an_event():
@@ -150,7 +150,7 @@ def test_the_end_of_the_room_stops_everything():
     session.send("x", 0.0)
     _, items = session.receive(RoomClosed(reason="host_left"), 0.1)
     assert [(e.kind, e.reason) for e in items] == [("room_closed", "host_left")]
-    assert session.state is SessionState.ROOM_CLOSED and session.poll(5.0) == ([], [])
+    assert session.state is MemberState.ROOM_CLOSED and session.poll(5.0) == ([], [])
     with pytest.raises(RuntimeError, match="room_closed"):
         session.send("late", 5.0)
     other = joined()

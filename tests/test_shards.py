@@ -9,6 +9,7 @@ import pytest
 
 from tcrp_lab import ChatServer
 from tcrp_lab.crypto import ServerKey
+from tcrp_lab.legacy import LegacyProfile
 from tcrp_lab.shards import bind_udp, queue_of, steering_program
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="SO_ATTACH_REUSEPORT_CBPF is Linux's")
@@ -55,7 +56,7 @@ def test_a_udp_port_held_by_another_server_is_refused_not_shared():
 
 
 def test_the_legacy_relay_keeps_one_queue_and_one_thread():
-    with ChatServer("127.0.0.1", 0, 0, key=ServerKey.demo(), profile="legacy") as legacy:
+    with ChatServer("127.0.0.1", 0, 0, key=ServerKey.demo(), profile=LegacyProfile) as legacy:
         assert legacy.stats["udp_queues"] == 1
         assert len([t for t in legacy._threads if t.name.startswith("tcrp-udp")]) == 1
 

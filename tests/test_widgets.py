@@ -32,12 +32,6 @@ WAIT = 10.0              # bounded waits: generous for a loaded 2-core machine
 
 
 @pytest.fixture
-def server():
-    with ChatServer("127.0.0.1", 0, 0, key=KEY) as server:
-        yield server
-
-
-@pytest.fixture
 def panels():
     """Panels made by a test, closed (leaving their rooms) afterwards."""
     made: list[ChatPanel] = []

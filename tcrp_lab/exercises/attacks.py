@@ -26,7 +26,7 @@ from typing import Any
 
 from ..attacks import C2S, UdpRelay
 from ..crypto import SeededRandom, ServerKey
-from ..legacy import LegacyClient
+from ..legacy import LegacyClient, LegacyProfile
 from .common import Case, CheckResult, check, show
 
 __all__ = ["check_forgery"]
@@ -112,7 +112,7 @@ def _attempt(forge: Callable[[bytes, str, str], Any], number: int, wait: float) 
     room, user, text, instead, _ = CASES[number]
     sent, wanted = f"{user}: {text}", f"{user}: {instead}"
     rng = SeededRandom(f"tcrp_lab exercise 08 forgery {number}")
-    server = ChatServer("127.0.0.1", 0, 0, key=_demo_key(), rng=rng, profile="legacy")
+    server = ChatServer("127.0.0.1", 0, 0, key=_demo_key(), rng=rng, profile=LegacyProfile)
     server.profile.per_connection_key = False   # the demo key on every connection: no RSA key to make
     server.start()
     ends: list[Callable[[], None]] = []

@@ -13,13 +13,15 @@ It never raises what the learner's code raised: an exception is reported by its 
 
 from __future__ import annotations
 
+import ctypes
+import threading
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
-__all__ = ["Case", "CheckResult", "check", "raised", "show"]
+__all__ = ["Case", "CheckResult", "check", "raised", "run_bounded", "show"]
 
 PASSED, NOT_YET, FAILED = "passed", "not_yet", "failed"
 
@@ -165,3 +167,58 @@ def check(title: str, cases: Iterable[Case | tuple[str, Callable[[], Any], Any]]
 
 def _equal(got: Any, expected: Any) -> bool:
     return bool(got == expected)
+
+
+class _Stop(BaseException):
+    """Raised inside a runaway case to stop it (a BaseException, so ``except Exception`` lets it go)."""
+
+
+def run_bounded(fn: Callable[[], Any], limit: float) -> tuple[str, Any]:
+    """Run ``fn`` here: ("ok", value), ("raised", exception) or ("timeout", None) past ``limit`` seconds.
+
+    The learner's code runs in the calling thread, so its prints show in the notebook cell and
+    the kernel's interrupt button works; a watchdog thread raises :class:`_Stop` inside it if it
+    runs too long, so an endless loop neither hangs the notebook nor keeps eating the CPU.
+    """
+    me = threading.get_ident()
+    lock, done = threading.Lock(), threading.Event()
+    fired = []
+
+    def set_async(exc: Any) -> None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(me), exc)
+
+    def watchdog() -> None:
+        if done.wait(limit):
+            return
+        while True:   # again every half second, in case the code caught one (a bare except)
+            with lock:
+                if done.is_set():
+                    return
+                fired.append(True)
+                set_async(ctypes.py_object(_Stop))
+            if done.wait(0.5):
+                return
+
+    def disarm() -> None:
+        while True:
+            try:
+                with lock:   # once done is set under the lock, the watchdog never fires again
+                    done.set()
+                    if fired:
+                        set_async(None)   # clear a _Stop that fired but was not delivered yet
+                return
+            except _Stop:    # delivered just now: try again
+                continue
+
+    threading.Thread(target=watchdog, name="check-watchdog", daemon=True).start()
+    outcome: tuple[str, Any] = ("timeout", None)
+    try:
+        try:
+            outcome = ("ok", fn())
+        except Exception as exc:  # the learner's bug, reported by the caller
+            outcome = ("raised", exc)
+    except _Stop:
+        pass
+    finally:
+        disarm()
+    return outcome

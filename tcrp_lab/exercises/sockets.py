@@ -12,14 +12,12 @@ student edition's stub) gets "not yet".
 
 from __future__ import annotations
 
-import ctypes
 import random
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..protocol import FRAME_LENGTH_BYTES, MAX_FRAME
-from .common import CheckResult, raised
+from .common import CheckResult, raised, run_bounded
 
 __all__ = ["check_frame_reader", "frame"]
 
@@ -131,62 +129,6 @@ def _normalize(got: Any) -> list[bytes] | None:
     return [bytes(x) for x in got]
 
 
-class _Stop(BaseException):
-    """Raised inside a runaway case to stop it (a BaseException, so ``except Exception`` lets it go)."""
-
-
-def _run_bounded(fn: Callable[[], Any], limit: float) -> tuple[str, Any]:
-    """Run ``fn`` here: ("ok", value), ("raised", exception) or ("timeout", None) past ``limit`` seconds.
-
-    The learner's code runs in the calling thread, so its prints show in the notebook cell and
-    the kernel's interrupt button works; a watchdog thread raises :class:`_Stop` inside it if it
-    runs too long, so an endless loop neither hangs the notebook nor keeps eating the CPU.
-    """
-    me = threading.get_ident()
-    lock, done = threading.Lock(), threading.Event()
-    fired = []
-
-    def set_async(exc: Any) -> None:
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(me), exc)
-
-    def watchdog() -> None:
-        if done.wait(limit):
-            return
-        while True:   # again every half second, in case the code caught one (a bare except)
-            with lock:
-                if done.is_set():
-                    return
-                fired.append(True)
-                set_async(ctypes.py_object(_Stop))
-            if done.wait(0.5):
-                return
-
-    def disarm() -> None:
-        while True:
-            try:
-                with lock:   # once done is set under the lock, the watchdog never fires again
-                    done.set()
-                    if fired:
-                        set_async(None)   # clear a _Stop that fired but was not delivered yet
-                return
-            except _Stop:    # delivered just now: try again
-                continue
-
-    threading.Thread(target=watchdog, name="check-watchdog", daemon=True).start()
-    outcome: tuple[str, Any] = ("timeout", None)
-    try:
-        try:
-            outcome = ("ok", fn())
-        except Exception as exc:  # the learner's bug, reported by the caller
-            outcome = ("raised", exc)
-    except _Stop:
-        pass
-    finally:
-        disarm()
-    return outcome
-
-
-
 def _run_case(make: Callable[[], Any], chunks: list[bytes], expected: list[Any]) -> tuple[str, str] | None:
     """None if the reader did what was expected at every feed, else (what went wrong, a hint of its own or "").
 
@@ -239,7 +181,7 @@ def check_frame_reader(reader_class: Callable[[], Any]) -> CheckResult:
     problems: list[tuple[str, str]] = []    # (what went wrong, the likely mistake), one per broken case
     passed = 0
     for number, (description, chunks, expected, hint) in enumerate(cases, 1):
-        status, value = _run_bounded(lambda chunks=chunks, expected=expected: _run_case(reader_class, chunks, expected),
+        status, value = run_bounded(lambda chunks=chunks, expected=expected: _run_case(reader_class, chunks, expected),
                                      TIME_LIMIT)
         if status == "raised" and isinstance(value, NotImplementedError):
             return CheckResult.not_yet(TITLE, TODO)
