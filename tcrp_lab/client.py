@@ -44,7 +44,7 @@ from .protocol import (
     decode_payload,
 )
 from .session import (
-    LOG_LIMIT, MAX_TRIES, PING_INTERVAL, ChatMessage, MemberSession, MemberState, RetransmitTimer, RoomEvent,
+    LOG_LIMIT, MAX_TRIES, PING_INTERVAL, ChatMessage, MemberSession, MemberState, RetransmitTimer, RoomEvent, Strategy,
 )
 
 __all__ = [
@@ -199,7 +199,9 @@ class ChatClient:
     ``undelivered``, ``missed``); ``log`` is both, interleaved in order. Each keeps the last
     ``log_limit`` items. ``on_message`` / ``on_event`` are called from the receive thread for each
     new one. ``max_tries`` bounds the transmissions of each chat (TCRP.md §4.4). ``bind`` is the
-    local address of the UDP socket (by default the system picks).
+    local address of the UDP socket (by default the system picks). ``strategy`` is how loss is
+    recovered (:class:`~tcrp_lab.session.Strategy`, TCRP.md §4.5): ``"selective"`` (the default) or
+    ``"go-back-n"``.
     """
 
     def __init__(self, address: ServerAddress, complete: dict[str, Any], keys: SessionKeys, *,
@@ -207,7 +209,7 @@ class ChatClient:
                  on_message: Callable[[ChatMessage], None] | None = None,
                  on_event: Callable[[RoomEvent], None] | None = None, history: int = 0,
                  ping_interval: float = PING_INTERVAL, max_tries: int = MAX_TRIES, log_limit: int = LOG_LIMIT,
-                 bind: str | None = None):
+                 bind: str | None = None, strategy: Strategy | str = Strategy.SELECTIVE):
         self.address = address
         self.token = bytes.fromhex(complete["token"])
         self.server_udp = udp_via or (address.host, int(complete["udp_port"]))
@@ -217,7 +219,7 @@ class ChatClient:
         self.session = MemberSession(complete["room"], complete["username"], is_host=bool(complete["is_host"]),
                                      members=list(complete.get("members", [])), history=history,
                                      now=time.monotonic(), ping_interval=ping_interval, max_tries=max_tries,
-                                     log_limit=log_limit)
+                                     log_limit=log_limit, strategy=strategy)
         self.channel = UdpChannel.client(self.room, self.token, keys)
         self._cond = threading.Condition()
         self._stop = threading.Event()

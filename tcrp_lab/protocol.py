@@ -49,6 +49,7 @@ MAX_TEXT = 1000             #: characters in one chat message (§4)
 MAX_TEXT_BYTES = 3000       #: UTF-8 bytes in one chat message: 1000 Japanese characters fit, 750 emoji
 CHALLENGE_SIZE = 16         #: random bytes of a path challenge (§4.2)
 MAX_U64 = 2**64 - 1
+MAX_RANGES = 16             #: ranges in one ack's ``sack`` or one resend's ``ranges`` (§4.5)
 MAGIC = b"TCRP"
 VERSION = 2
 
@@ -342,6 +343,11 @@ def _wire(name: str) -> dict[str, str]:
     return {"wire": name}
 
 
+_OPTIONAL = {"optional": True}   # field metadata: left out of the JSON when it has its default (§4.5)
+
+Ranges = tuple[tuple[int, int], ...]   #: inclusive (first, last) pairs, ascending, apart (§4.5)
+
+
 @dataclass(frozen=True)
 class Payload:
     """Base of the datagram payloads. ``TYPE`` is the JSON ``type``; fields follow in order."""
@@ -352,7 +358,10 @@ class Payload:
     def to_json(self) -> dict[str, Any]:
         obj: dict[str, Any] = {"type": self.TYPE}
         for f in dataclasses.fields(self):
-            obj[f.metadata.get("wire", f.name)] = getattr(self, f.name)
+            value = getattr(self, f.name)
+            if f.metadata.get("optional") and value == f.default:
+                continue   # an extension a plain-spec peer never sees unless it is used (§4.5)
+            obj[f.metadata.get("wire", f.name)] = [list(r) for r in value] if isinstance(value, tuple) else value
         return obj
 
     def encode(self) -> bytes:
@@ -379,10 +388,13 @@ class Ping(Payload):
 
 @dataclass(frozen=True)
 class Resend(Payload):
-    """C->S: send me room messages ``first``..``last`` again (inclusive)."""
+    """C->S: send me room messages ``first``..``last`` again (inclusive). ``ranges`` (§4.5), when
+    given, lists every missing range, the first being ``first``..``last``; a server that knows it
+    answers them all, one that does not answers the first."""
     TYPE = "resend"
     first: int = field(metadata=_wire("from"))
     last: int = field(metadata=_wire("to"))
+    ranges: Ranges = field(default=(), metadata=_OPTIONAL)
 
 
 @dataclass(frozen=True)
@@ -405,9 +417,14 @@ class Welcome(Payload):
 
 @dataclass(frozen=True)
 class Ack(Payload):
+    """S->C: chat ``id`` became room message ``seq`` (or, ``seq`` 0, is held until an earlier id
+    comes, §7). ``upto`` and ``sack`` (§4.5): every id up to ``upto`` is posted or refused, and the
+    ``sack`` ranges above it are held, so one ack repairs the loss of earlier ones."""
     TYPE, FROM_SERVER = "ack", True
     id: int
     seq: int
+    upto: int = field(default=0, metadata=_OPTIONAL)
+    sack: Ranges = field(default=(), metadata=_OPTIONAL)
 
 
 @dataclass(frozen=True)
@@ -484,9 +501,28 @@ def _check_field(cls: type[Payload], name: str, kind: str, value: Any) -> Any:
         if type(value) not in (int, float) or value != value:
             raise ProtocolError(f"{cls.TYPE}.{name} must be a number")
         value = float(value)
+    elif kind == "Ranges":
+        value = _check_ranges(f"{cls.TYPE}.{name}", value)
     elif not isinstance(value, str):
         raise ProtocolError(f"{cls.TYPE}.{name} must be a string")
     return value
+
+
+def _check_ranges(where: str, value: Any) -> Ranges:
+    """At most MAX_RANGES ``[first, last]`` pairs of seq/id numbers, ascending and apart (§4.5)."""
+    if not isinstance(value, list) or len(value) > MAX_RANGES:
+        raise ProtocolError(f"{where} must be a list of at most {MAX_RANGES} [first, last] pairs")
+    ranges, after = [], -1
+    for pair in value:
+        if not (isinstance(pair, list) and len(pair) == 2
+                and all(type(n) is int and 0 <= n <= MAX_U64 for n in pair)):
+            raise ProtocolError(f"{where} holds something other than a [first, last] pair of numbers")
+        first, last = pair
+        if not after < first <= last:
+            raise ProtocolError(f"{where} must be ascending, each first <= last, with gaps between pairs")
+        ranges.append((first, last))
+        after = last + 1
+    return tuple(ranges)
 
 
 def decode_payload(plaintext: bytes, *, from_server: bool) -> Payload:
@@ -509,6 +545,8 @@ def decode_payload(plaintext: bytes, *, from_server: bool) -> Payload:
             raise ProtocolError(f"{cls.TYPE} lacks the field {key!r}")
     if cls is Resend and values["first"] > values["last"]:
         raise ProtocolError("resend.from is after resend.to")
+    if cls is Resend and values.get("ranges") and values["ranges"][0] != (values["first"], values["last"]):
+        raise ProtocolError("resend.ranges must start with from..to")
     return cls(**values)
 
 

@@ -28,8 +28,8 @@ from .crypto import RandomSource, SessionKeys, UdpChannel, hash_password, system
 from .limits import Backoff, Limits, SessionBudget
 from .names import clash_keys, normalize_name
 from .protocol import (
-    CHALLENGE_SIZE, SEQ_BYTES, TAG_SIZE, TOKEN_SIZE, Ack, Challenge, ErrorCode, Kicked, Payload, Pong,
-    ProtocolError, Refused, RoomChat, RoomClosed, SystemEvent, Welcome, check_text,
+    CHALLENGE_SIZE, MAX_RANGES, SEQ_BYTES, TAG_SIZE, TOKEN_SIZE, Ack, Challenge, ErrorCode, Kicked, Payload, Pong,
+    ProtocolError, Ranges, Refused, RoomChat, RoomClosed, SystemEvent, Welcome, check_text,
 )
 
 __all__ = ["Delivery", "Member", "Room", "RoomRegistry"]
@@ -78,6 +78,7 @@ class Member:
     path: PendingPath | None = None           # a new address being proven
     acked: dict[int, int | Refused] = field(default_factory=dict)  # chat id -> room seq (or refusal)
     next_id: int = 1                                      # the chat id to post next, in order
+    upto: int = 0                                         # every chat id up to this is posted or refused (§4.5)
     held: dict[int, tuple[str | None, float]] = field(default_factory=dict)  # id -> (text, arrival); None: refused
     resend_cut: int = 0                       # room messages a resend asked for but the budget withheld
 
@@ -351,7 +352,7 @@ class RoomRegistry:
             now = member.last_activity = self.clock()
             prior = member.acked.get(chat_id)
             if prior is not None:
-                return [Delivery(prior if isinstance(prior, Refused) else Ack(id=chat_id, seq=prior), (member,))]
+                return [Delivery(prior if isinstance(prior, Refused) else self._ack(member, chat_id, prior), (member,))]
             try:
                 check_text(text)
             except ProtocolError as exc:
@@ -363,7 +364,10 @@ class RoomRegistry:
             if chat_id < member.next_id:
                 return self._post_chat(member, chat_id, text)
             member.held.setdefault(chat_id, (text, now))
-            return self._release(member, now)
+            posted = self._release(member, now)
+            if chat_id in member.held:  # §4.5: "I have it, held behind an earlier id": stop sending it
+                posted.append(Delivery(self._ack(member, chat_id, 0), (member,)))
+            return posted
 
     def _release(self, member: Member, now: float) -> list[Delivery]:
         """Post the held chats that are next in order (skipping a gap that waited too long)."""
@@ -385,31 +389,51 @@ class RoomRegistry:
         delivery = self._post(room, RoomChat, sender=member.username, text=text, ts=round(self.wall_clock(), 3))
         self._remember(member, chat_id, room.seq)
         # The room copy first: the sender then rarely sees an ack for a seq it has not got yet.
-        return [delivery, Delivery(Ack(id=chat_id, seq=room.seq), (member,))]
+        return [delivery, Delivery(self._ack(member, chat_id, room.seq), (member,))]
+
+    @staticmethod
+    def _ack(member: Member, chat_id: int, seq: int) -> Ack:
+        """An ack that also says what else arrived (§4.5): every id up to ``upto``, and the held ones."""
+        sack: list[tuple[int, int]] = []
+        for held in sorted(member.held)[: 4 * MAX_RANGES]:   # usually none; at most HOLD_MAX
+            if sack and held == sack[-1][1] + 1:
+                sack[-1] = (sack[-1][0], held)
+            elif len(sack) < MAX_RANGES:
+                sack.append((held, held))
+        return Ack(id=chat_id, seq=seq, upto=member.upto, sack=tuple(sack))
 
     @staticmethod
     def _remember(member: Member, chat_id: int, outcome: int | Refused) -> None:
         member.acked[chat_id] = outcome
+        while member.upto + 1 in member.acked:   # a skipped id (never posted) stops it: §4.5's promise
+            member.upto += 1
         if len(member.acked) > DEDUP_IDS:  # forget the oldest half; ids only grow
             for old in list(member.acked)[: DEDUP_IDS // 2]:
                 del member.acked[old]
 
-    def resend(self, member: Member, first: int, last: int) -> list[Delivery]:
-        """History ``first``..``last`` to ``member``: clamped to what is kept, to MAX_RESEND per
-        request and to the session's resend budget (§8.4)."""
+    def resend(self, member: Member, first: int, last: int, ranges: Ranges = ()) -> list[Delivery]:
+        """History ``first``..``last`` (or each of ``ranges``, §4.5) to ``member``: clamped to what is
+        kept, to MAX_RESEND per request and to the session's resend budget (§8.4)."""
         with self._lock:
             room = member.room
             oldest = room.seq - len(room.history) + 1
-            lo = max(first, oldest)
-            hi = min(last, room.seq, lo + MAX_RESEND - 1)
-            if hi < lo:
-                return []
-            budget = member.budget
-            if budget is not None:
-                allowed = budget.resend.take_up_to(self.clock(), hi - lo + 1)
-                member.resend_cut += hi - lo + 1 - allowed
-                hi = lo + allowed - 1
-            return [Delivery(room.history[s - oldest][0], (member,)) for s in range(lo, hi + 1)]
+            left = MAX_RESEND
+            out: list[Delivery] = []
+            for first, last in ranges or ((first, last),):
+                lo = max(first, oldest)
+                hi = min(last, room.seq, lo + left - 1)
+                if hi < lo:
+                    continue
+                budget = member.budget
+                if budget is not None:
+                    allowed = budget.resend.take_up_to(self.clock(), hi - lo + 1)
+                    member.resend_cut += hi - lo + 1 - allowed
+                    hi = lo + allowed - 1
+                out += [Delivery(room.history[s - oldest][0], (member,)) for s in range(lo, hi + 1)]
+                left -= max(0, hi - lo + 1)
+                if left <= 0:
+                    break
+            return out
 
     def leave(self, member: Member) -> list[Delivery]:
         with self._lock:

@@ -180,7 +180,7 @@ class SecureProfile:
             return registry.ping(member) if budget.ping.take(now) else self._throttled("ping", member, peer)
         if isinstance(payload, Resend):
             cut = member.resend_cut
-            out = registry.resend(member, payload.first, payload.last)
+            out = registry.resend(member, payload.first, payload.last, payload.ranges)
             if member.resend_cut > cut:  # §8.4: the session's resend budget answered only part of it
                 self._throttled("resend", member, peer)
             return out

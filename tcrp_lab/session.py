@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .protocol import (
-    Ack, Challenge, Chat, Hello, Kicked, Leave, Payload, Ping, Pong, Refused, Resend, Response, RoomChat,
-    RoomClosed, SystemEvent, Welcome,
+    MAX_RANGES, Ack, Challenge, Chat, Hello, Kicked, Leave, Payload, Ping, Pong, Refused, Resend, Response,
+    RoomChat, RoomClosed, SystemEvent, Welcome,
 )
 
-__all__ = ["ChatMessage", "MemberSession", "RetransmitTimer", "RoomEvent", "MemberState"]
+__all__ = ["ChatMessage", "MemberSession", "MemberState", "RetransmitTimer", "RoomEvent", "Strategy"]
 
 RETRANSMIT_INITIAL = 0.15     #: seconds before the first retransmission, before any RTT is measured
 RETRANSMIT_MIN = 0.05         #: floor of the adaptive retransmission timeout
@@ -39,6 +39,24 @@ RESEND_BATCH = 64             #: room messages asked for in one resend
 SEND_WINDOW = 32              #: chats in flight before send() queues (the server holds back at most 64)
 GAP_GRACE = 0.05              #: a gap may be reordering: wait this long before asking resend
 LOG_LIMIT = 10_000            #: messages, events and log entries a session keeps (the oldest go first)
+REORDER_MIN = 0.002           #: RACK's reordering window floor (RFC 8985 §6.2), seconds
+
+
+class Strategy(str, enum.Enum):
+    """How a member recovers loss (TCRP.md §4.5; measured side by side in README "Loss recovery").
+
+    ``go-back-n``: ask ``resend`` for everything from the first gap, and count a chat delivered only
+    when its own ack comes (a lost ack means a retransmission). ``selective``: ask only for the
+    missing ranges, take ``upto``/``sack`` and held acks as delivery (RFC 6675's scoreboard), and
+    retransmit a chat at once when one sent after it is acknowledged (RFC 8985's RACK) instead of
+    waiting for its timer.
+    """
+
+    GO_BACK_N = "go-back-n"
+    SELECTIVE = "selective"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class MemberState(str, enum.Enum):
@@ -141,10 +159,11 @@ class _InFlight:
     """A chat sent and not yet acknowledged."""
 
     chat: Chat
-    sent_at: float
+    sent_at: float       # first transmission: RTT samples
     retry_at: float
     delay: float
     tries: int = 1
+    last_sent: float = 0.0   # latest transmission: RACK compares it with what was delivered
 
     @property
     def retransmitted(self) -> bool:
@@ -164,9 +183,14 @@ class MemberSession:
 
     def __init__(self, room: str, username: str, *, is_host: bool = False, members: list[str] | None = None,
                  history: int = 0, now: float = 0.0, ping_interval: float = PING_INTERVAL,
-                 max_tries: int = MAX_TRIES, log_limit: int = LOG_LIMIT):
+                 max_tries: int = MAX_TRIES, log_limit: int = LOG_LIMIT,
+                 strategy: Strategy | str = Strategy.SELECTIVE):
         if max_tries < 1:
             raise ValueError(f"max_tries must be at least 1, not {max_tries!r}")
+        try:
+            self.strategy = Strategy(strategy)
+        except ValueError:
+            raise ValueError(f"strategy must be 'selective' or 'go-back-n', not {strategy!r}") from None
         self.room, self.username, self.is_host = room, username, is_host
         self.members: list[str] = list(members or [])
         self.history = history
@@ -189,6 +213,7 @@ class MemberSession:
         self._resend_at = 0.0                        # when to ask resend for the current gap (0: no gap)
         self._gap: tuple[int, int] = (0, 0)          # (first missing seq, resend requests for it)
         self._hello_at, self._hello_delay, self._hello_tries = now, RETRANSMIT_INITIAL, 0
+        self._delivered_sent = float("-inf")         # RACK: latest send time of a chat known delivered
         self._ping_at = now + ping_interval
 
     # --- what the shell calls ---------------------------------------------------------------------
@@ -263,6 +288,8 @@ class MemberSession:
             self._pending[chat.id] = self._in_flight(chat, now)
             out.append(chat)
         for chat_id, entry in list(self._pending.items()):
+            if self._lost_by_rack(entry):   # a chat sent after it arrived: do not wait for the timer
+                entry.retry_at = now
             if now < entry.retry_at:
                 continue
             if entry.tries >= self.max_tries:
@@ -271,8 +298,10 @@ class MemberSession:
                 items.append(self._event("undelivered", f"your message {chat_id} was not delivered: no answer from "
                                          f"the server after {entry.tries} tries", chat_id=chat_id))
                 continue
-            entry.delay = min(entry.delay * 2, RETRANSMIT_MAX)  # exponential back-off
+            if not self._lost_by_rack(entry):
+                entry.delay = min(entry.delay * 2, RETRANSMIT_MAX)  # a timeout: exponential back-off
             entry.retry_at = now + entry.delay
+            entry.last_sent = now
             entry.tries += 1
             self.stats["retransmits"] += 1
             out.append(entry.chat)
@@ -303,14 +332,29 @@ class MemberSession:
         return [Hello()]
 
     def _in_flight(self, chat: Chat, now: float) -> _InFlight:
-        return _InFlight(chat, now, now + self.rto.rto, self.rto.rto)
+        return _InFlight(chat, now, now + self.rto.rto, self.rto.rto, last_sent=now)
+
+    def _lost_by_rack(self, entry: _InFlight) -> bool:
+        """RFC 8985 §6.2: lost if a chat sent after it, by more than the reordering window, arrived."""
+        if self.strategy is not Strategy.SELECTIVE:
+            return False
+        window = max((self.rto.srtt or 0.0) / 4, REORDER_MIN)
+        return entry.last_sent + window < self._delivered_sent
 
     def _acked(self, ack: Ack, now: float) -> None:
+        selective = self.strategy is Strategy.SELECTIVE
+        if ack.seq == 0 and not selective:
+            return   # a held ack (§4.5): go-back-N waits for the ack of the post
         oldest = min(self._pending, default=None)
         sent = self._pending.pop(ack.id, None)
-        if sent is not None:
-            if not sent.retransmitted and ack.id == oldest:  # a later chat may have been held
-                self.rto.sample(now - sent.sent_at)
+        delivered = [sent] if sent is not None else []
+        if selective:   # §4.5: everything up to upto, and the held ranges, arrived too
+            for chat_id in [i for i in self._pending if i <= ack.upto or any(a <= i <= b for a, b in ack.sack)]:
+                delivered.append(self._pending.pop(chat_id))
+        if sent is not None and not sent.retransmitted and ack.id == oldest and ack.seq:
+            self.rto.sample(now - sent.sent_at)   # Karn: a first transmission's own ack, not held
+        if delivered:
+            self._delivered_sent = max(self._delivered_sent, *(d.last_sent for d in delivered))
             for other in self._pending.values():  # progress: restart the timers (as TCP does),
                 other.retry_at = max(other.retry_at, now + self.rto.rto)  # others may be held back
         self._highest = max(self._highest, ack.seq)
@@ -385,6 +429,24 @@ class MemberSession:
         self.log.append(event)
         return event
 
+    def _resend(self, first: int) -> Resend:
+        """Go-back-N: everything from the first gap. Selective: only the missing ranges (§4.5)."""
+        if self.strategy is Strategy.GO_BACK_N:
+            return Resend(first, min(self._highest, first + RESEND_BATCH - 1))
+        ranges: list[tuple[int, int]] = []
+        asked, seq = 0, first
+        while seq <= self._highest and asked < RESEND_BATCH and len(ranges) < MAX_RANGES:
+            if seq in self._buffer:
+                seq += 1
+                continue
+            if ranges and ranges[-1][1] == seq - 1:
+                ranges[-1] = (ranges[-1][0], seq)
+            else:
+                ranges.append((seq, seq))
+            asked += 1
+            seq += 1
+        return Resend(ranges[0][0], ranges[0][1], tuple(ranges) if len(ranges) > 1 else ())
+
     def _has_gap(self) -> bool:
         return self._next_seq is not None and self._highest >= self._next_seq
 
@@ -417,7 +479,7 @@ class MemberSession:
                                  f"after {MAX_GAP_TRIES} resend requests", seq=first)
             return [missed, *self._deliver_ready()]
         self._gap = (first, tries)
-        out.append(Resend(first, min(self._highest, first + RESEND_BATCH - 1)))
+        out.append(self._resend(first))
         self._resend_at = now + 2 * self.rto.rto
         self.stats["resend_requests"] += 1
         return []

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tcrp_lab import protocol
 from tcrp_lab.protocol import (
-    MAX_DATAGRAM, MAX_FRAME, MAX_ROOM_NAME, MAX_ROOM_NAME_BYTES, MAX_TEXT, MAX_TEXT_BYTES, MAX_USERNAME,
+    MAX_DATAGRAM, MAX_FRAME, MAX_RANGES, MAX_ROOM_NAME, MAX_ROOM_NAME_BYTES, MAX_TEXT, MAX_TEXT_BYTES, MAX_USERNAME,
     MAX_USERNAME_BYTES, SEQ_BYTES, TAG_SIZE, TOKEN_SIZE, Ack, Challenge, Chat, Datagram, ErrorCode, FrameReader,
     Hello, Kicked, Message, Operation, Pong, ProtocolError, Refusal, Refused, Resend, RoomChat, RoomClosed, State,
     SystemEvent, Welcome, check_text, decode_message, decode_payload, encode_frame,
@@ -163,9 +163,32 @@ def test_resend_uses_from_and_to_on_the_wire():
     assert json.loads(Resend(first=3, last=9).encode()) == {"type": "resend", "from": 3, "to": 9}
 
 
+def test_the_selective_extensions_are_left_out_unless_used_so_a_plain_spec_peer_sees_the_old_payloads():
+    assert Ack(id=1, seq=2).encode() == b'{"type":"ack","id":1,"seq":2}'
+    assert json.loads(Ack(id=5, seq=0, upto=3, sack=((5, 6),)).encode()) == {
+        "type": "ack", "id": 5, "seq": 0, "upto": 3, "sack": [[5, 6]]}
+
+
+@pytest.mark.parametrize("ranges", [
+    "[[5,9],[2,3]]", "[[2,3],[4,9]]", "[[3,2]]", "[[2,true]]", "[[2]]", "{}", "[[1,1]]",
+    "[" + ",".join(f"[{2 * i + 2},{2 * i + 2}]" for i in range(17)) + "]",
+])
+def test_bad_resend_ranges_are_refused(ranges):
+    with pytest.raises(ProtocolError):
+        decode_payload(b'{"type":"resend","from":2,"to":2,"ranges":' + ranges.encode() + b"}", from_server=False)
+
+
+def _ranges(bounds: list[int]) -> tuple[tuple[int, int], ...]:
+    """Sorted distinct numbers as ascending pairs with a gap between each (§4.5)."""
+    points = sorted(set(bounds))[: 2 * protocol.MAX_RANGES]
+    pairs = tuple(zip(points[0::2], points[1::2]))
+    return tuple(p for i, p in enumerate(pairs) if i == 0 or p[0] > pairs[i - 1][1] + 1)
+
+
 payload_values = {
     "int": st.integers(0, 2**64 - 1), "float": st.floats(allow_nan=False, allow_infinity=False),
     "str": st.text(min_size=1, max_size=50),
+    "Ranges": st.lists(st.integers(0, 2**64 - 1), max_size=40).map(_ranges),
 }
 
 
@@ -174,7 +197,8 @@ def payloads(draw):
     cls = draw(st.sampled_from(list(protocol.iter_payload_types())))
     values = {f.name: draw(payload_values[f.type]) for f in dataclasses.fields(cls)}
     if cls is Resend:
-        values["first"], values["last"] = sorted((values["first"], values["last"]))
+        values["first"], values["last"] = values["ranges"][0] if values["ranges"] else sorted(
+            (values["first"], values["last"]))
     return cls(**values)
 
 
@@ -329,9 +353,11 @@ def test_no_datagram_either_side_sends_exceeds_4096_bytes_whatever_the_character
         return
     outer = 2 + len(room.encode("utf-8")) + TOKEN_SIZE + SEQ_BYTES + TAG_SIZE
     big = 2**64 - 1
+    many = tuple((big - 2 * i, big - 2 * i) for i in range(MAX_RANGES))[::-1]   # the longest ranges (§4.5)
     for payload in (Chat(id=big, text=text), RoomChat(seq=big, sender=user, text=text, ts=1e15 + 0.123),
                     SystemEvent(seq=big, event="timeout", user=user, text=f"{user} created the room"),
-                    Refused(id=big, code="invalid_text", message="x" * 400), Welcome(seq=big), Ack(id=big, seq=big),
+                    Refused(id=big, code="invalid_text", message="x" * 400), Welcome(seq=big),
+                    Ack(id=big, seq=big, upto=big, sack=many), Resend(*many[0], ranges=many),
                     Pong(seq=big), Challenge(data="ab" * 16), RoomClosed(reason="server_shutdown"),
                     Kicked(reason="timeout")):
         assert outer + len(payload.encode()) <= MAX_DATAGRAM, type(payload).__name__

@@ -108,15 +108,34 @@ def test_room_exists_full_and_busy(clock):
     assert err.value.code is ErrorCode.SERVER_BUSY
 
 
+def test_a_chat_held_behind_a_missing_id_is_acknowledged_as_held_with_the_ranges_that_arrived(registry):
+    alice = create(registry, "lab", "alice")
+    assert payloads(registry.chat(alice, 1, "one"), Ack) == [Ack(id=1, seq=2, upto=1)]
+    assert [d.payload for d in registry.chat(alice, 3, "three")] == [Ack(id=3, seq=0, upto=1, sack=((3, 3),))]
+    assert [d.payload for d in registry.chat(alice, 5, "five")] == [Ack(id=5, seq=0, upto=1, sack=((3, 3), (5, 5)))]
+    out = registry.chat(alice, 2, "two")          # the missing one: 2 and 3 are posted, 5 still held
+    assert payloads(out, RoomChat) == [RoomChat(seq=s, sender="alice", text=t, ts=1.5) for s, t in ((3, "two"),
+                                                                                               (4, "three"))]
+    assert payloads(out, Ack) == [Ack(id=2, seq=3, upto=2, sack=((3, 3), (5, 5))), Ack(id=3, seq=4, upto=3, sack=((5, 5),))]
+
+
+def test_a_resend_with_ranges_answers_each_range_and_only_those(registry):
+    alice = create(registry, "lab", "alice")
+    for n in range(1, 10):
+        registry.chat(alice, n, f"m{n}")          # room seqs 2..10
+    out = registry.resend(alice, 2, 3, ((2, 3), (6, 6), (9, 12)))
+    assert [d.payload.seq for d in out] == [2, 3, 6, 9, 10]
+
+
 def test_chat_is_numbered_acknowledged_and_deduplicated(registry):
     alice = create(registry, "lab", "alice")
     bob = join(registry, "lab", "bob")
     first = registry.chat(alice, 1, "hello")
     assert payloads(first, RoomChat) == [RoomChat(seq=3, sender="alice", text="hello", ts=1.5)]
     assert first[0].to == (alice, bob)
-    assert payloads(first, Ack) == [Ack(id=1, seq=3)]
+    assert payloads(first, Ack) == [Ack(id=1, seq=3, upto=1)]
     again = registry.chat(alice, 1, "hello")  # a retransmission: the ack again, no second post
-    assert [d.payload for d in again] == [Ack(id=1, seq=3)]
+    assert [d.payload for d in again] == [Ack(id=1, seq=3, upto=1)]
     assert payloads(registry.chat(bob, 1, "hi"), RoomChat)[0].seq == 4  # ids are per session
     assert registry.room("lab").seq == 4
 

@@ -8,13 +8,13 @@ from hypothesis import strategies as st
 
 from tcrp_lab.crypto import SeededRandom, SessionKeys, UdpChannel
 from tcrp_lab.protocol import (
-    MAX_DATAGRAM, Ack, Challenge, Chat, Datagram, Hello, Kicked, Leave, Ping, Pong, ProtocolError, Refused, Resend,
+    MAX_DATAGRAM, MAX_RANGES, Ack, Challenge, Chat, Datagram, Hello, Kicked, Leave, Ping, Pong, ProtocolError, Refused, Resend,
     Response, RoomChat, RoomClosed, SystemEvent, Welcome, check_text, decode_payload,
 )
 from tcrp_lab.rooms import RoomRegistry
 from tcrp_lab.session import (
-    GAP_GRACE, MAX_GAP_TRIES, MAX_TRIES, RESEND_BATCH, SEND_WINDOW, ChatMessage, MemberSession, RoomEvent,
-    MemberState,
+    GAP_GRACE, MAX_GAP_TRIES, MAX_TRIES, RESEND_BATCH, SEND_WINDOW, ChatMessage, MemberSession, MemberState,
+    RoomEvent,
 )
 
 KEYS = SessionKeys(*(bytes([i]) * 32 for i in range(4)))
@@ -93,16 +93,77 @@ def test_a_challenge_is_answered_once_with_its_data():
     assert out == [Response(data="ab" * 16)] and items == []
 
 
-def test_a_gap_is_asked_for_from_its_first_seq_and_filled_in_order():
-    session = joined()
+@pytest.mark.parametrize(("strategy", "asked"), [
+    ("go-back-n", Resend(2, 6)),                             # everything from the first gap
+    ("selective", Resend(2, 3, ((2, 3), (5, 5)))),           # only what is missing (§4.5)
+])
+def test_a_gap_is_asked_for_from_its_first_seq_and_filled_in_order(strategy, asked):
+    session = joined(strategy=strategy)
     session.receive(chat(1), 0.1)
-    _, items = session.receive(chat(4), 0.2)
-    assert items == []                                       # 2 and 3 missing: held back
+    session.receive(chat(4), 0.2)
+    _, items = session.receive(chat(6), 0.2)
+    assert items == []                                       # 2, 3 and 5 missing: held back
     out, _ = session.poll(0.2 + GAP_GRACE + 0.01)
-    assert Resend(2, 4) in out                               # go-back-N from the first gap
-    session.receive(chat(3), 0.3)
+    assert [p for p in out if isinstance(p, Resend)] == [asked]
+    for seq in (3, 5):
+        session.receive(chat(seq), 0.3)
     _, items = session.receive(chat(2), 0.3)
-    assert [m.seq for m in items] == [2, 3, 4] and [m.seq for m in session.messages] == [1, 2, 3, 4]
+    assert [m.seq for m in items] == [2, 3, 4, 5, 6] and [m.seq for m in session.messages] == [1, 2, 3, 4, 5, 6]
+
+
+def test_selective_repeat_asks_at_most_the_batch_in_at_most_sixteen_ranges():
+    session = joined(strategy="selective")
+    for seq in range(2, 200, 2):                             # every odd seq missing
+        session.receive(chat(seq), 0.1)
+    out, _ = session.poll(0.1 + GAP_GRACE + 0.01)
+    resend = next(p for p in out if isinstance(p, Resend))
+    assert len(resend.ranges) == MAX_RANGES and all(a == b and a % 2 for a, b in resend.ranges)
+    assert (resend.first, resend.last) == resend.ranges[0]
+    assert len(resend.encode()) < MAX_DATAGRAM
+
+
+def test_a_held_ack_stops_retransmission_only_for_selective_repeat():
+    for strategy, retransmitted in (("selective", False), ("go-back-n", True)):
+        session = joined(strategy=strategy)
+        session.send("one", 0.0)
+        session.send("two", 0.0)
+        session.receive(Ack(id=2, seq=0, sack=((2, 2),)), 0.01)   # 2 is held: 1 was lost (§4.5)
+        sent, _ = run_timers(session, 0.02, 0.5)
+        ids = {p.id for p in sent if isinstance(p, Chat)}
+        assert (2 in ids) is retransmitted, strategy
+        assert 1 in ids, strategy
+
+
+def test_a_later_ack_repairs_a_lost_one_with_upto():
+    session = joined(strategy="selective")
+    for text in ("a", "b", "c"):
+        session.send(text, 0.0)
+    session.receive(Ack(id=3, seq=3, upto=3), 0.01)           # the acks of 1 and 2 were lost
+    assert session.unacknowledged == 0
+    sent, _ = run_timers(session, 0.02, 2.0)
+    assert not [p for p in sent if isinstance(p, Chat)]        # nothing retransmitted
+
+
+def test_rack_retransmits_a_chat_at_once_when_one_sent_after_it_arrives():
+    session = joined(strategy="selective")
+    session.send("lost", 0.0)
+    session.send("later", 0.05)
+    session.receive(Ack(id=2, seq=0, sack=((2, 2),)), 0.06)   # "later" (sent 50 ms after) is held
+    out, _ = session.poll(0.06)                                # long before the 0.15 s timer
+    assert [p.id for p in out if isinstance(p, Chat)] == [1]
+    out, _ = session.poll(0.07)
+    assert not [p for p in out if isinstance(p, Chat)]         # once per delivery, not on every poll
+    plain = joined(strategy="go-back-n")
+    plain.send("lost", 0.0)
+    plain.send("later", 0.05)
+    plain.receive(Ack(id=2, seq=2), 0.06)
+    out, _ = plain.poll(0.06)
+    assert not [p for p in out if isinstance(p, Chat)]         # go-back-N waits for the timer
+
+
+def test_an_unknown_strategy_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="'selective' or 'go-back-n'"):
+        MemberSession("lab", "alice", strategy="fast")
 
 
 def test_a_gap_that_never_fills_is_skipped_after_bounded_requests():
