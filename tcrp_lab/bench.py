@@ -842,6 +842,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print only one JSON object on stdout")
     parser.add_argument("--adversary", action="store_true",
                         help="measure the legitimate load under each attack: " + ", ".join(ATTACKS))
+    parser.add_argument("--loss", action="store_true",
+                        help="go-back-N against selective repeat through a lossy relay (5, 20, 40 %% each way)")
     parser.add_argument("--attack", action="append", choices=tuple(ATTACKS), metavar="NAME",
                         help="with --adversary: only this attacker (repeat for more)")
     defaults, adversary = Options(), AdversaryOptions()
@@ -879,6 +881,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("the bench needs psutil: pip install 'tcrp_lab[test]' (or: pip install psutil)")
     if args.attack and not args.adversary:
         parser.error("--attack picks attackers for --adversary: add --adversary")
+    if args.loss:
+        return _loss_main(args)
     if args.adversary:
         options: Options | AdversaryOptions = AdversaryOptions.quick() if args.quick else AdversaryOptions()
         options.attacks = tuple(dict.fromkeys(args.attack or ATTACKS))
@@ -914,6 +918,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         show = adversary_table if args.adversary else table
         Console(width=None if sys.stdout.isatty() else 120).print(show(result))
+    return 0
+
+
+def _loss_main(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .lossbench import LossOptions, loss_table, run_loss
+
+    options = LossOptions.quick() if args.quick else LossOptions()
+    if args.messages is not None:
+        options.messages = args.messages
+    err = Console(stderr=True)
+    result = run_loss(options, lambda what: err.print(what, style="dim"))
+    result["machine"] = machine()
+    if args.json:
+        print(json.dumps(_strict(result), indent=2, allow_nan=False))
+    else:
+        Console(width=None if sys.stdout.isatty() else 120).print(loss_table(result))
     return 0
 
 

@@ -181,6 +181,7 @@ class SecureProfile:
         if isinstance(payload, Resend):
             cut = member.resend_cut
             out = registry.resend(member, payload.first, payload.last, payload.ranges)
+            self.server.count("resent", len(out))
             if member.resend_cut > cut:  # §8.4: the session's resend budget answered only part of it
                 self._throttled("resend", member, peer)
             return out
