@@ -359,11 +359,11 @@ class LegacyProfile:
         except (ProtocolError, KeyError, UnicodeDecodeError) as exc:
             why = ("unknown token" if isinstance(exc, KeyError) else f"the message is not UTF-8 ({exc.reason})"
                    if isinstance(exc, UnicodeDecodeError) else exc.reason)
-            self.stopped_by = why
-            self._trace_udp("in", peer, data, "rejected", error=f"relay_crash: {why}")
-            self.server.drop("relay_crash", peer, why)
             log.warning("TCRP/1 relay stopped by a bad datagram from %s:%s (%s): as in the original, no datagram "
                         "of any room is relayed from now on, until the server restarts", peer[0], peer[1], why)
+            self._trace_udp("in", peer, data, "rejected", error=f"relay_crash: {why}")
+            self.server.drop("relay_crash", peer, why)
+            self.stopped_by = why   # last: whoever waits for it finds the warning logged and the drop counted
             return
         with self._lock:
             session.address = peer   # no authentication: whoever sends the token now gets its traffic
