@@ -960,7 +960,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--legacy", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--legacy-joins", action="store_true",
                         help="instead: 20, then 50 guests joining a TCRP/1 room at once, a new RSA key per "
-                             "connection (TCRP.md §6); with --rounds (default 5; --quick: 1)")
+                             "connection (TCRP.md §6); with --rounds (default 5; --quick: 1), --joins (one size)")
     args = parser.parse_args(argv)
     if args.child == "server":
         _serve_chat(args.max_members, args.lifted, args.legacy)
@@ -986,8 +986,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from rich.console import Console
 
         rounds = args.rounds or (1 if args.quick else 5)
+        sizes = (args.joins,) if args.joins else (20, 50)
         with Console(stderr=True).status("legacy joins") as status:
-            result = run_legacy_joins(rounds, step=lambda what: status.update(what))
+            result = run_legacy_joins(rounds, sizes, step=lambda what: status.update(what))
         if args.json:
             print(json.dumps(_strict(result), indent=2, allow_nan=False))
         else:
