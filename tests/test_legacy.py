@@ -248,7 +248,7 @@ def test_room_name_size_counts_characters_so_a_non_ascii_room_breaks_the_layout(
     assert datagram("lab", token, key, iv, "hi")[0] == 3
     sent = datagram("研究室", token, key, iv, "kenji: hi")
     assert sent[0] == 3 and sent[2:11] == "研究室".encode()   # 3 characters, 9 bytes (§6)
-    room, read_token, body = parse_datagram(sent)             # a reader takes 3 bytes: one character
+    room, read_token, _ = parse_datagram(sent)                # a reader takes 3 bytes: one character
     assert room == "研" and read_token[:6] == "究室".encode() and read_token != token
     with pytest.raises(Exception, match="not UTF-8"):          # 4 characters, 5 bytes: cut inside "é"
         parse_datagram(datagram("café", token, key, iv, "hi"))

@@ -18,11 +18,11 @@ SENDERS = 3
 
 #: each impairment alone, then all together; the relay applies them both ways
 IMPAIRMENTS = {
-    "delay": dict(delay=0.02),
-    "jitter": dict(delay=0.01, jitter=0.01),
-    "reorder": dict(reorder=0.2),
-    "duplicate": dict(duplicate=0.2),
-    "all together": dict(loss=0.03, delay=0.01, jitter=0.005, reorder=0.1, duplicate=0.1),
+    "delay": {"delay": 0.02},
+    "jitter": {"delay": 0.01, "jitter": 0.01},
+    "reorder": {"reorder": 0.2},
+    "duplicate": {"duplicate": 0.2},
+    "all together": {"loss": 0.03, "delay": 0.01, "jitter": 0.005, "reorder": 0.1, "duplicate": 0.1},
 }
 
 
