@@ -49,8 +49,8 @@ from .net import ServerAddress
 from .protocol import MAGIC, SEQ_BYTES, TAG_SIZE, TOKEN_SIZE, Datagram, FrameReader, ProtocolError, encode_frame
 
 __all__ = [
-    "AttackResult", "KeySwap", "Netem", "Packet", "TcpRelay", "UdpRelay", "bit_flip", "ciphertext", "flip", "hijack_room",
-    "keystream", "keystream_reuse", "replay", "steal_token", "xor",
+    "AttackResult", "KeySwap", "Netem", "Packet", "TcpRelay", "UdpRelay", "bit_flip", "ciphertext", "flip",
+    "hijack_room", "keystream", "keystream_reuse", "replay", "steal_token", "xor",
 ]
 
 log = logging.getLogger("tcrp_lab.attacks")

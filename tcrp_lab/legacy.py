@@ -35,10 +35,10 @@ The choices below follow the original design, as §6 records it or where §6 is 
 * :func:`datagram` counts RoomNameSize in *characters*, as the original client and server did (§6),
   while :func:`parse_datagram` reads that many *bytes*, as the original server did: in a room whose
   name is not ASCII the two disagree, and the first datagram stops the relay (below);
-* the original made each connection's RSA key before anything else and gave the connection no deadline;
-  here at most one key is made per core at a time (made with OpenSSL unless the server's randomness is
-  seeded), and the 10 s deadline starts when the key is sent, so 50 guests joining at once are all served,
-  one key after another, instead of each waiting out its deadline behind 49 others.
+* each connection's RSA key is made, as in the original, before anything else is said; here at most
+  one key per core at a time (with OpenSSL unless the server's randomness is seeded), and the 10 s
+  handshake deadline starts when the key is sent, so 50 guests joining at once are all served, one key
+  after another, instead of each waiting out its deadline behind 49 others.
 
 One flaw is reproduced on purpose although the threaded shell does not need it (§6: "one bad datagram
 can stop the relay"). The original decoded each datagram with no checks, in its only UDP thread:
@@ -48,8 +48,9 @@ original client in a room with a non-ASCII name was enough: it counted RoomNameS
 :class:`LegacyProfile` does the same deliberately: at the first such datagram it records why in
 ``stopped_by``, logs one warning line (no traceback: it is the design, not a bug of ours), counts
 ``drops["relay_crash"]``, and from then on reads and drops every datagram unrelayed, silently
-(``drops["relay_stopped"]``, summed up in the server's periodic report). Only this profile does it; TCRP/2 drops a bad datagram
-and serves the next one (TCRP.md §4). TCP joins and the reaper go on, as they did in the original.
+(``drops["relay_stopped"]``, summed up in the server's periodic report). Only this profile does it;
+TCRP/2 drops a bad datagram and serves the next one (TCRP.md §4). TCP joins and the reaper go on, as
+they did in the original.
 """
 
 from __future__ import annotations
