@@ -5,7 +5,9 @@ Everything runs on loopback against a server you started. The tools:
 * :class:`UdpRelay` and :class:`TcpRelay`: a man in the middle. Point a client at the relay instead of
   the server; the relay records every datagram (TCP: every frame) with its direction in ``packets``,
   can ``drop`` or ``rewrite`` them on the way, and can ``inject`` more. ``wait_for(n, ...)`` waits
-  (bounded) for captured packets.
+  (bounded) for captured packets. :class:`UdpRelay` also misbehaves like a real network when asked
+  (``loss``, ``delay``, ``jitter``, ``reorder``, ``duplicate``: the impairments of Linux netem, seeded,
+  see :class:`Netem`).
 * :func:`xor`, :func:`ciphertext`, :func:`keystream`: the arithmetic of keystream reuse.
 * The attacks, each returning an :class:`AttackResult` that says whether it worked and why:
 
@@ -28,11 +30,14 @@ that moved (``server.stats["drops"]``).
 
 from __future__ import annotations
 
+import heapq
 import logging
+import random
 import selectors
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -44,8 +49,8 @@ from .net import ServerAddress
 from .protocol import MAGIC, SEQ_BYTES, TAG_SIZE, TOKEN_SIZE, Datagram, FrameReader, ProtocolError, encode_frame
 
 __all__ = [
-    "AttackResult", "KeySwap", "Packet", "TcpRelay", "UdpRelay", "bit_flip", "ciphertext", "flip", "hijack_room",
-    "keystream", "keystream_reuse", "replay", "steal_token", "xor",
+    "AttackResult", "KeySwap", "Netem", "Packet", "TcpRelay", "UdpRelay", "bit_flip", "ciphertext", "flip",
+    "hijack_room", "keystream", "keystream_reuse", "replay", "steal_token", "xor",
 ]
 
 log = logging.getLogger("tcrp_lab.attacks")
@@ -67,6 +72,7 @@ class Packet:
     forwarded: bytes | None = None
     connection: int = 0     # TcpRelay: which connection (1, 2, ...)
     time: float = 0.0
+    delays: tuple[float, ...] = ()   # UdpRelay with impairments: seconds each copy was held (two: duplicated)
 
     def __repr__(self) -> str:
         fate = "dropped" if self.forwarded is None else "rewritten" if self.forwarded != self.data else "forwarded"
@@ -87,8 +93,10 @@ class _Recorder:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
-    def _pass(self, direction: str, client: Address, data: bytes, connection: int = 0) -> bytes | None:
-        """Record a packet and decide what to send on (a hook that raises changes nothing)."""
+    def _pass(self, direction: str, client: Address, data: bytes, connection: int = 0,
+              impair: Callable[[str], tuple[float, ...]] | None = None) -> Packet:
+        """Record a packet and decide what to send on (a hook that raises changes nothing); ``impair``
+        (after the hooks) gives the delay of each copy to send, none if the network loses it."""
         with self._cond:
             packet = Packet(len(self.packets), direction, client, data, None, connection, time.monotonic())
             self.packets.append(packet)   # placeholder, completed below
@@ -101,10 +109,15 @@ class _Recorder:
         except Exception:
             log.exception("a relay hook raised; the packet goes on unchanged")
             out = data
+        delays: tuple[float, ...] = ()
+        if out is not None and impair is not None:
+            delays = impair(direction)
+            if not delays:
+                out = None
         with self._cond:
-            self.packets[packet.index] = replace(packet, forwarded=out)
+            packet = self.packets[packet.index] = replace(packet, forwarded=out, delays=delays)
             self._cond.notify_all()
-        return out
+        return packet
 
     def captured(self, direction: str | None = None, where: Hook | None = None) -> list[Packet]:
         """The packets so far, optionally only one direction or those ``where(packet)`` accepts."""
@@ -147,17 +160,73 @@ def _upstream(address: ServerAddress | Address, udp: bool) -> Address:
     return address[0], int(address[1])
 
 
+@dataclass(frozen=True)
+class Netem:
+    """Seeded network impairments, those of Linux netem (tc-netem(8)), for one direction of a path.
+
+    What happens to the ``n``-th datagram of a direction is a function of ``seed``, the direction and
+    ``n`` alone (:meth:`fate`), so a run can be repeated whatever the threads do in between:
+
+    * ``loss``: the probability that it is lost;
+    * ``delay`` ± ``jitter`` (seconds, uniform): how long it is held; a jitter larger than the time
+      between two datagrams lets the later one overtake, as in netem;
+    * ``reorder``: the probability that it is held ``reorder_gap`` seconds longer than the others, so
+      the datagrams sent just after it overtake it (netem's ``reorder`` picks the mirror image: the
+      chosen ones skip the delay the others wait; this one also reorders with no delay at all);
+    * ``duplicate``: the probability that it arrives twice (the copy draws its own jitter).
+    """
+
+    loss: float = 0.0
+    delay: float = 0.0
+    jitter: float = 0.0
+    reorder: float = 0.0
+    duplicate: float = 0.0
+    seed: int = 0
+    reorder_gap: float = 0.01
+
+    def __post_init__(self) -> None:
+        for name in ("loss", "reorder", "duplicate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is a probability between 0 and 1, not {getattr(self, name)!r}")
+        for name in ("delay", "jitter", "reorder_gap"):
+            if not 0.0 <= getattr(self, name) <= 60.0:
+                raise ValueError(f"{name} is in seconds, 0 to 60, not {getattr(self, name)!r}")
+
+    @property
+    def active(self) -> bool:
+        """Does it change anything? (A relay without impairments forwards at once, as before.)"""
+        return any((self.loss, self.delay, self.jitter, self.reorder, self.duplicate))
+
+    def fate(self, direction: str, n: int) -> tuple[float, ...]:
+        """The delay of each copy of the ``n``-th datagram of ``direction``: () lost, two values duplicated."""
+        draw = random.Random(f"{self.seed}/{direction}/{n}").random   # str seeds hash with SHA-512: stable
+        lost, twice, held, jitter1, jitter2 = draw(), draw(), draw(), draw(), draw()   # always five draws
+        if lost < self.loss:
+            return ()
+        base = self.delay + (self.reorder_gap if held < self.reorder else 0.0)
+        first, copy = (max(0.0, base + (2 * j - 1) * self.jitter) for j in (jitter1, jitter2))
+        return (first, copy) if twice < self.duplicate else (first,)
+
+
 class UdpRelay(_Recorder):
     """A UDP man in the middle: clients send to :attr:`address`, the relay forwards to ``upstream``.
 
     Each client gets its own upstream socket, so the server sees one address per client (as without
     the relay) and the answers find their way back. ``upstream`` is ``(host, port)`` or a
     ServerAddress (its UDP port). Starts at once; ``stop()`` (or ``with``) ends it.
+
+    ``loss``, ``delay``, ``jitter``, ``reorder``, ``duplicate`` and ``seed`` make it misbehave like a
+    real network, both ways, after the ``drop``/``rewrite`` hooks (see :class:`Netem`, kept in
+    :attr:`netem`); :attr:`impaired` counts what they did: ``lost``, ``duplicated`` and ``overtaken`` (datagrams
+    that left after one that arrived later).
     """
 
     def __init__(self, upstream: ServerAddress | Address, *, host: str = "127.0.0.1", port: int = 0,
-                 rewrite: Hook | None = None, drop: Hook | None = None):
+                 rewrite: Hook | None = None, drop: Hook | None = None, loss: float = 0.0, delay: float = 0.0,
+                 jitter: float = 0.0, reorder: float = 0.0, duplicate: float = 0.0, seed: int = 0):
         super().__init__(rewrite, drop)
+        self.netem = Netem(loss, delay, jitter, reorder, duplicate, seed)
+        self.impaired: Counter[str] = Counter()
         self.upstream = _upstream(upstream, udp=True)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((host, port))
@@ -166,11 +235,15 @@ class UdpRelay(_Recorder):
         self._lock = threading.Lock()
         self._selector = selectors.DefaultSelector()
         self._selector.register(self.sock, selectors.EVENT_READ, None)
+        self._arrived = {C2S: 0, S2C: 0}       # datagrams per direction so far: n of Netem.fate
+        self._left = {C2S: -1, S2C: -1}        # the highest packet index sent on, per direction
+        self._held: list[tuple[float, int, int, str, Address, bytes]] = []   # (due, order, index, ...): a heap
+        self._order = 0
         self._start(self._run, name="udp-relay")
 
     def inject(self, data: bytes, client: Address, direction: str = C2S) -> None:
         """Send ``data`` on as if ``client`` had sent it (c2s: to the server from that client's relay
-        socket; s2c: to the client from the relay). Not recorded, not hooked."""
+        socket; s2c: to the client from the relay). Not recorded, not hooked, not impaired."""
         if direction == C2S:
             self._socket_for(client).send(data)
         else:
@@ -193,22 +266,57 @@ class UdpRelay(_Recorder):
                 self._selector.register(sock, selectors.EVENT_READ, client)
             return sock
 
+    def _fate(self, direction: str) -> tuple[float, ...]:
+        n = self._arrived[direction]
+        self._arrived[direction] = n + 1
+        delays = self.netem.fate(direction, n)
+        if not delays:
+            self.impaired["lost"] += 1
+        self.impaired["duplicated"] += max(0, len(delays) - 1)
+        return delays
+
     def _run(self) -> None:
+        impair = self._fate if self.netem.active else None
         while not self._stop.is_set():
-            for key, _ in self._selector.select(0.2):
+            wait = 0.2 if not self._held else min(0.2, max(0.0, self._held[0][0] - time.monotonic()))
+            for key, _ in self._selector.select(wait):
                 try:
                     if key.data is None:
                         data, client = self.sock.recvfrom(65536)
-                        out = self._pass(C2S, client, data)
-                        if out is not None:
-                            self._socket_for(client).send(out)
+                        self._forward(self._pass(C2S, client, data, impair=impair))
                     else:
                         data = key.fileobj.recv(65536)  # type: ignore[union-attr]
-                        out = self._pass(S2C, key.data, data)
-                        if out is not None:
-                            self.sock.sendto(out, key.data)
+                        self._forward(self._pass(S2C, key.data, data, impair=impair))
                 except OSError as exc:   # ICMP unreachable from a vanished peer: not the relay's problem
                     log.debug("udp relay: %s", exc)
+            now = time.monotonic()
+            while self._held and self._held[0][0] <= now:
+                _, _, index, direction, client, data = heapq.heappop(self._held)
+                self._send(index, direction, client, data)
+
+    def _forward(self, packet: Packet) -> None:
+        if packet.forwarded is None:
+            return
+        if not packet.delays:   # no impairments: straight on, as a relay without them always did
+            self._send(packet.index, packet.direction, packet.client, packet.forwarded)
+            return
+        now = packet.time
+        for delay in packet.delays:
+            self._order += 1
+            heapq.heappush(self._held, (now + delay, self._order, packet.index, packet.direction, packet.client,
+                                        packet.forwarded))
+
+    def _send(self, index: int, direction: str, client: Address, data: bytes) -> None:
+        if index < self._left[direction]:
+            self.impaired["overtaken"] += 1
+        self._left[direction] = max(self._left[direction], index)
+        try:
+            if direction == C2S:
+                self._socket_for(client).send(data)
+            else:
+                self.sock.sendto(data, client)
+        except OSError as exc:   # ICMP unreachable from a vanished peer: not the relay's problem
+            log.debug("udp relay: %s", exc)
 
 
 class TcpRelay(_Recorder):
@@ -264,7 +372,7 @@ class TcpRelay(_Recorder):
         try:
             while data := source.recv(65536):
                 for body in reader.feed(data):
-                    out = self._pass(direction, client, body, number)
+                    out = self._pass(direction, client, body, number).forwarded
                     if out:
                         sink.sendall(encode_frame(out))
             sink.shutdown(socket.SHUT_WR)   # pass the end of the stream on

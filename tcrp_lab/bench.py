@@ -12,6 +12,11 @@ What it measures on loopback (``--json`` prints one JSON object; rich progress g
   no crypto) driven by the same senders and read by the same receivers; ours / relay is the ratio;
 * **memory**: the server's RSS per idle member with 1000 members (20 rooms of 50).
 
+``--legacy-joins`` measures something else: 20, then 50 guests joining one TCRP/1 room at once on the
+legacy profile, each connection making its own RSA-2048 key as the original did (TCRP.md §6), each guest
+waiting as long as it takes, as the original client did: how many were served, how long it took, and
+what the server dropped (``tcp_deadline``: a guest that waited out the handshake deadline).
+
 The server and the relay each run in a child process, so their CPU time and RSS are their own.
 The server of these scenarios lifts three classroom budgets (:data:`LIFTED`: ``chat_rate``,
 ``address_rate`` and ``connection_rate``, TCRP.md §8), because one member sends 1000+ chats/s at full
@@ -82,15 +87,20 @@ TARGETS = {  # the issue's targets: (key, comparison, bound, what)
 
 # --- the measured processes ------------------------------------------------------------------
 
-def _serve_chat(max_members: int, lifted: bool) -> None:
+def _serve_chat(max_members: int, lifted: bool, legacy: bool = False) -> None:
     """Child: a ChatServer; answers ``stats`` and ``stop`` lines on stdin with JSON lines.
 
     ``lifted``: the throughput scenarios' server (LIFTED budgets, members kept for an hour);
-    otherwise every limit and timeout is the default (the adversary scenarios).
+    otherwise every limit and timeout is the default (the adversary scenarios). ``legacy``: TCRP/1.
     """
     from .server import ChatServer
 
     options: dict[str, Any] = {"inactivity_timeout": 3600, "max_members": max_members, **LIFTED} if lifted else {}
+    if legacy:
+        logging.getLogger("tcrp_lab.legacy").setLevel(logging.ERROR)   # its INSECURE banner: not on our stderr
+        from .legacy import LegacyProfile
+
+        options["profile"] = LegacyProfile
     server = ChatServer("127.0.0.1", 0, 0, **options)
     log, logger = _LogTail(), logging.getLogger("tcrp_lab.server")
     logger.addHandler(log)   # what a teacher reads (its reports of drops): kept for the result, not on our stderr
@@ -168,13 +178,13 @@ class Child:
     ``lifted``: the server runs with the LIFTED budgets; False runs it with every default.
     """
 
-    def __init__(self, kind: str, max_members: int = 256, lifted: bool = True):
+    def __init__(self, kind: str, max_members: int = 256, lifted: bool = True, legacy: bool = False):
         import psutil
 
         self.kind = kind
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tcrp_lab.bench", "--child", kind, "--max-members", str(max_members),
-             *(["--lifted"] if lifted else [])],
+             *(["--lifted"] if lifted else []), *(["--legacy"] if legacy else [])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         self.ps = psutil.Process(self.proc.pid)
         ready = self._read()
@@ -618,6 +628,95 @@ def joins(child: Child, n: int, room: str) -> dict[str, Any]:
             "p50_ms": _percentile(per_join, 50), "p95_ms": _percentile(per_join, 95)}
 
 
+def legacy_joins(child: Child, n: int, room: str, timeout: float = 120.0) -> dict[str, Any]:
+    """``n`` guests join an open TCRP/1 room at once (each from its own thread, released together): from
+    the TCP connect to the token, every connection making its own RSA key on the server. A guest waits up
+    to ``timeout`` (the original client waited for ever); one the server closed first is lost."""
+    from .legacy import INVALID_PASSWORD, INVALID_ROOM, _Control
+    from .net import ServerAddress
+    from .protocol import Operation
+
+    address = ServerAddress(*child.tcp, child.udp[1])
+    with _Control(address, timeout, system_random) as control:
+        control.ask(Operation.CREATE_ROOM, room, "host")
+    drops0 = child.command("stats")["drops"]
+    barrier = threading.Barrier(n)
+    times: list[tuple[float, float] | None] = [None] * n
+    errors: list[str] = []
+
+    def one(i: int) -> None:
+        barrier.wait()
+        t0 = time.perf_counter()
+        try:
+            with _Control(address, timeout, system_random) as control:
+                control.ask(Operation.JOIN_ROOM, "", f"guest{i}")
+                answer = control.ask(Operation.JOIN_ROOM, room, f"guest{i}")
+            if answer in (INVALID_ROOM, INVALID_PASSWORD):
+                raise RuntimeError(answer.decode())
+            times[i] = (t0, time.perf_counter())
+        except Exception as exc:   # a lost join is what this scenario counts
+            errors.append(f"{type(exc).__name__}: {exc}"[:120])
+
+    cpu0 = child.cpu()
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout + 10)
+    cpu = child.cpu() - cpu0
+    drops = child.command("stats")["drops"]
+    done = [t for t in times if t is not None]
+    per_join = [(t1 - t0) * 1000 for t0, t1 in done]
+    return {"guests": n, "served": len(done), "lost": n - len(done), "errors": sorted(set(errors)),
+            "wall_s": max(t1 for _, t1 in done) - min(t0 for t0, _ in done) if done else math.nan,
+            "p50_ms": _percentile(per_join, 50) if done else math.nan,
+            "p95_ms": _percentile(per_join, 95) if done else math.nan,
+            "server_cpu_ms_per_join": cpu / n * 1000,
+            "drops": {k: v - drops0.get(k, 0) for k, v in drops.items() if v != drops0.get(k, 0)}}
+
+
+def run_legacy_joins(rounds: int, sizes: Sequence[int] = (20, 50),
+                     step: Callable[[str], None] = lambda what: None) -> dict[str, Any]:
+    """:func:`legacy_joins` for each size, ``rounds`` times, on one legacy server in a child process."""
+    child = Child("server", lifted=True, legacy=True)
+    result: dict[str, Any] = {"machine": machine(), "rounds": rounds, "sizes": {}}
+    try:
+        runs: dict[int, list[dict[str, Any]]] = {n: [] for n in sizes}
+        for r in range(rounds):
+            for n in sizes:
+                step(f"legacy joins: {n} at once, round {r + 1}/{rounds}")
+                runs[n].append(legacy_joins(child, n, f"legacy-{n}-{r}"))
+        for n, each in runs.items():
+            served = [x for x in each if x["served"]]
+            result["sizes"][str(n)] = {
+                "served_min": min(x["served"] for x in each), "lost_total": sum(x["lost"] for x in each),
+                "wall_s": _median(served, "wall_s") if served else math.nan,
+                "p50_ms": _median(served, "p50_ms") if served else math.nan,
+                "p95_ms": _median(served, "p95_ms") if served else math.nan,
+                "server_cpu_ms_per_join": _median(each, "server_cpu_ms_per_join"),
+                "tcp_deadline": sum(x["drops"].get("tcp_deadline", 0) for x in each), "rounds": each}
+    finally:
+        child.close()
+    return result
+
+
+def legacy_table(result: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    m = result["machine"]
+    t = Table(title=f"TCRP/1 guests joining at once, a new RSA-2048 key per connection: {m['cpus']} cores "
+                    f"({m['cpu']}), Python {m['python']}, load {m['load_average'][0]:g}; "
+                    f"medians of {result['rounds']} round(s)")
+    for column in ("guests at once", "served (worst round)", "lost (all rounds)", "wall", "per join p50 / p95",
+                   "server CPU per join", "closed at the deadline"):
+        t.add_column(column, justify="right")
+    for n, f in result["sizes"].items():
+        t.add_row(n, f"{f['served_min']} of {n}", str(f["lost_total"]), f"{f['wall_s']:.1f} s",
+                  f"{f['p50_ms'] / 1000:.1f} / {f['p95_ms'] / 1000:.1f} s", f"{f['server_cpu_ms_per_join']:.0f} ms",
+                  str(f["tcp_deadline"]))
+    return t
+
+
 def idle_memory(members: int, room_size: int = 50) -> dict[str, Any]:
     """A fresh server's RSS growth per idle member: ``members`` in rooms of ``room_size``, each
     joined and welcomed (so it has an address and keys), then left alone."""
@@ -862,9 +961,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--child", choices=("server", "relay", "attacker"), help=argparse.SUPPRESS)
     parser.add_argument("--max-members", type=int, default=256, help=argparse.SUPPRESS)
     parser.add_argument("--lifted", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--legacy", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--legacy-joins", action="store_true",
+                        help="instead: 20, then 50 guests joining a TCRP/1 room at once, a new RSA key per "
+                             "connection (TCRP.md §6); with --rounds (default 5; --quick: 1), --joins (one size)")
     args = parser.parse_args(argv)
     if args.child == "server":
-        _serve_chat(args.max_members, args.lifted)
+        _serve_chat(args.max_members, args.lifted, args.legacy)
         return 0
     if args.child == "relay":
         _serve_relay()
@@ -883,6 +986,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--attack picks attackers for --adversary: add --adversary")
     if args.loss:
         return _loss_main(args)
+    if args.legacy_joins:
+        if args.adversary:
+            parser.error("--legacy-joins and --adversary are two different runs: pick one")
+        from rich.console import Console
+
+        rounds = args.rounds or (1 if args.quick else 5)
+        sizes = (args.joins,) if args.joins else (20, 50)
+        with Console(stderr=True).status("legacy joins") as status:
+            result = run_legacy_joins(rounds, sizes, step=lambda what: status.update(what))
+        if args.json:
+            print(json.dumps(_strict(result), indent=2, allow_nan=False))
+        else:
+            Console(width=None if sys.stdout.isatty() else 120).print(legacy_table(result))
+        return 0
     if args.adversary:
         options: Options | AdversaryOptions = AdversaryOptions.quick() if args.quick else AdversaryOptions()
         options.attacks = tuple(dict.fromkeys(args.attack or ATTACKS))

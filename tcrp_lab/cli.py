@@ -126,7 +126,10 @@ def server_main(argv: Sequence[str] | None = None) -> int:
             pass
     except KeyboardInterrupt:
         pass
-    console.print("stopping: telling every member the server is shutting down…")
+    if args.legacy:   # TCRP.md §6: the original said nothing when it stopped
+        console.print("stopping: TCRP/1 has no shutdown notice, so members are not told; they find out by silence…")
+    else:
+        console.print("stopping: telling every member the server is shutting down…")
     server.stop()
     if trace is not None:
         trace.close()   # the printer thread prints what it still has

@@ -13,7 +13,7 @@ The wire (TCRP.md §6), in three parts:
 * :class:`LegacyProfile`: the server half, plugged into the threaded ChatServer shell;
 * :class:`LegacyClient`: a matching client built from those functions.
 
-Where §6 is silent, the choices follow the original design and are marked "(§6 is silent)" below:
+The choices below follow the original design, as §6 records it or where §6 is silent:
 
 * the request payload is ``json.dumps`` with Python's default separators, ``{"username": "a", ...}``;
 * a join is two requests on one connection: the first (empty room name) gets the ``repr`` of the list
@@ -22,17 +22,23 @@ Where §6 is silent, the choices follow the original design and are marked "(§6
 * after a reply that ends the request (a token, ``InvalidRoom``, ``InvalidPassword``) the server closes
   the connection; an operation other than CREATE_ROOM/JOIN_ROOM closes it unanswered (TCRP/1 has no
   LIST_ROOMS);
-* a new member's client announces itself with the datagram :func:`join_notice` (``System: alice
-  joined``): the server learns a member's UDP address only from a datagram, and this is the
-  predictable plaintext the keystream attack starts from;
+* a new member's client announces itself with the datagram :func:`join_notice`, the original client's
+  ``System: alice が参加しました。`` (§6): the server learns a member's UDP address only from a datagram,
+  and this is the predictable plaintext the keystream attack starts from;
 * the server relays each message to every member of the room *named in the datagram* (not the
   session's room), the sender included, encrypting each copy with the recipient's key and IV;
-* timeouts: a timed-out member's room gets ``System: bob timed out``; a timed-out host's room gets
-  ``System: host alice timed out; the room is closed`` then ``exit!``, and the room is gone; the
+* timeouts, in the original's texts (§6): a timed-out member's room gets
+  ``System: bobがタイムアウトにより退出しました。``; a timed-out host's room gets
+  ``System: ホストのaliceがタイムアウトしたためルームを終了します`` then ``exit!``, and the room is gone; the
   timed-out member itself then gets the 8 bytes ``Timeout!`` as a bare datagram (no header, not
   encrypted). There is no leave message and no shutdown notice: members find out by silence;
-* RoomNameSize counts UTF-8 bytes (§6 says u8 of the RoomName; the original counted characters,
-  which only differs for non-ASCII names).
+* :func:`datagram` counts RoomNameSize in *characters*, as the original client and server did (§6),
+  while :func:`parse_datagram` reads that many *bytes*, as the original server did: in a room whose
+  name is not ASCII the two disagree, and the first datagram stops the relay (below);
+* each connection's RSA key is made, as in the original, before anything else is said; here at most
+  one key per core at a time (with OpenSSL unless the server's randomness is seeded), and the 10 s
+  handshake deadline starts when the key is sent, so 50 guests joining at once are all served, one key
+  after another, instead of each waiting out its deadline behind 49 others.
 
 One flaw is reproduced on purpose although the threaded shell does not need it (§6: "one bad datagram
 can stop the relay"). The original decoded each datagram with no checks, in its only UDP thread:
@@ -40,9 +46,11 @@ missing size bytes, a token it did not know, or a room name or message that was 
 exception that ended the thread, and no datagram of any room was relayed again until a restart (an
 original client in a room with a non-ASCII name was enough: it counted RoomNameSize in characters).
 :class:`LegacyProfile` does the same deliberately: at the first such datagram it records why in
-``stopped_by``, logs an error, counts ``drops["relay_crash"]``, and from then on reads and drops every
-datagram unrelayed (``drops["relay_stopped"]``). Only this profile does it; TCRP/2 drops a bad datagram
-and serves the next one (TCRP.md §4). TCP joins and the reaper go on, as they did in the original.
+``stopped_by``, logs one warning line (no traceback: it is the design, not a bug of ours), counts
+``drops["relay_crash"]``, and from then on reads and drops every datagram unrelayed, silently
+(``drops["relay_stopped"]``, summed up in the server's periodic report). Only this profile does it;
+TCRP/2 drops a bad datagram and serves the next one (TCRP.md §4). TCP joins and the reaper go on, as
+they did in the original.
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ import ast
 import itertools
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -61,6 +70,7 @@ from typing import Any
 
 from Crypto.Cipher import AES, PKCS1_OAEP
 from Crypto.PublicKey import RSA
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .crypto import RandomSource, system_random
 from .events import PacketEvent
@@ -69,8 +79,9 @@ from .protocol import SIZE_FIELD_BYTES, Message, Operation, ProtocolError, decod
 
 __all__ = [
     "CLOSE_NOTICE", "INVALID_PASSWORD", "INVALID_ROOM", "LegacyClient", "LegacyProfile", "LegacyRefused",
-    "NAME", "Relayed", "TIMEOUT_NOTICE", "WARNING", "cfb_decrypt", "cfb_encrypt", "datagram",
-    "join_notice", "key_exchange", "open_key_exchange", "parse_datagram", "request",
+    "NAME", "Relayed", "TIMEOUT_NOTICE", "WARNING", "cfb_decrypt", "cfb_encrypt", "connection_key", "datagram",
+    "host_timeout_notice", "join_notice", "key_exchange", "open_key_exchange", "parse_datagram", "request",
+    "timeout_notice",
 ]
 
 log = logging.getLogger("tcrp_lab.legacy")
@@ -90,6 +101,7 @@ INVALID_ROOM = b"InvalidRoom"
 INVALID_PASSWORD = b"InvalidPassword"
 CLOSE_NOTICE = "exit!"        #: relayed (encrypted) to a room whose host timed out
 TIMEOUT_NOTICE = b"Timeout!"  #: sent bare to a member that timed out
+KEY_MAKERS = max(1, os.cpu_count() or 1)   #: RSA keys made at once: more only share the same cores
 _REFUSALS = {INVALID_ROOM: "no_such_room", INVALID_PASSWORD: "wrong_password"}   # for the drop counters
 MAX_RELAYED = 1000            #: relay records kept for lessons and for judging attacks
 
@@ -133,9 +145,11 @@ def request(operation: int, room: str, username: str, password: str = "") -> byt
 
 
 def datagram(room: str, token: bytes, key: bytes, iv: bytes, text: str) -> bytes:
-    """``RoomNameSize u8 | TokenSize u8 | RoomName | Token | AES-CFB(text)`` with the fixed IV."""
-    name = room.encode("utf-8")
-    return bytes([len(name), len(token)]) + name + token + cfb_encrypt(key, iv, text.encode("utf-8"))
+    """``RoomNameSize u8 | TokenSize u8 | RoomName | Token | AES-CFB(text)`` with the fixed IV.
+
+    RoomNameSize is ``len(room)``, in characters, as the original counted it (§6): for a non-ASCII
+    name it is less than the name's UTF-8 bytes, and a reader cuts the datagram in the wrong places."""
+    return bytes([len(room), len(token)]) + room.encode("utf-8") + token + cfb_encrypt(key, iv, text.encode("utf-8"))
 
 
 def parse_datagram(data: bytes) -> tuple[str, bytes, bytes]:
@@ -152,8 +166,34 @@ def parse_datagram(data: bytes) -> tuple[str, bytes, bytes]:
 
 
 def join_notice(username: str) -> str:
-    """The first datagram of every member (§6 is silent; the original sent one like it)."""
-    return f"System: {username} joined"
+    """The first datagram of every member, as the original client sends it (§6): known to everyone."""
+    return f"System: {username} が参加しました。"
+
+
+def timeout_notice(username: str) -> str:
+    """What the original server tells a room when a guest times out (§6)."""
+    return f"System: {username}がタイムアウトにより退出しました。"
+
+
+def host_timeout_notice(username: str) -> str:
+    """What the original server tells a room when its host times out (§6); ``exit!`` follows."""
+    return f"System: ホストの{username}がタイムアウトしたためルームを終了します"
+
+
+def connection_key(bits: int = RSA_BITS, rng: RandomSource = system_random) -> RSA.RsaKey:
+    """A new RSA key for one connection, as the original made (§6). With the system's randomness OpenSSL
+    makes it (about 8x faster than pycryptodome, and beside other threads); with a seeded ``rng``
+    (lessons, tests) pycryptodome draws it from ``rng``, so it is the same on every run."""
+    if rng is not system_random:
+        return RSA.generate(bits, randfunc=rng)
+    made = rsa.generate_private_key(public_exponent=65537, key_size=bits).private_numbers()
+    return RSA.construct((made.public_numbers.n, made.public_numbers.e, made.d, made.p, made.q),
+                         consistency_check=False)   # OpenSSL checked it; construct() would test it again
+
+
+def _shown(name: str) -> str:
+    """A name from the network for a log line: at most 64 characters, control characters escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in name[:64])
 
 
 # --- the server half --------------------------------------------------------------------------
@@ -196,7 +236,9 @@ class LegacyProfile:
     """TCRP/1 (TCRP.md §6) inside the threaded ChatServer shell: flaws in the protocol, not the shell.
 
     ``per_connection_key`` (default True, as the original) makes a new ``key_bits`` RSA key for every
-    connection, which takes 0.03-0.26 s; set it False to use the server's one key instead (fast tests).
+    connection (:func:`connection_key`: 0.03-0.2 s with OpenSSL, up to a second with pycryptodome),
+    at most :data:`KEY_MAKERS` at once, the handshake deadline starting when the key is sent; set it
+    False to use the server's one key instead (fast tests).
     ``rooms`` and ``sessions`` are the original's state, passwords in clear; ``relayed`` records the
     last relayed datagrams; ``stopped_by`` says why the relay stopped, once a bad datagram stopped it.
     """
@@ -215,6 +257,7 @@ class LegacyProfile:
         self.stopped_by: str | None = None   # why the relay stopped (see the module docstring); None: it runs
         self._relay_index = itertools.count(1)
         self._lock = threading.Lock()
+        self._key_makers = threading.BoundedSemaphore(KEY_MAKERS)
         log.warning(WARNING)
 
     def counts(self) -> tuple[int, int]:
@@ -231,8 +274,12 @@ class LegacyProfile:
 
     def handle_connection(self, io: FramedSocket, peer: tuple[str, int]) -> None:
         server = self.server
-        private = (RSA.generate(self.key_bits, randfunc=server.rng) if self.per_connection_key
-                   else server.key.rsa)
+        private = server.key.rsa
+        if self.per_connection_key:
+            with self._key_makers:   # 50 keys in 50 threads take as long as one after another, all finishing late
+                private = connection_key(self.key_bits, server.rng)
+            # the deadline starts now: time waiting for a key is ours, not the client's (§5's 10 s)
+            io.deadline = time.monotonic() + server.limits.handshake_timeout
         pem = private.publickey().export_key("PEM")
         self._trace_tcp("out", peer, io.send(pem), "ServerHello", plaintext=pem)
         body = io.recv()
@@ -282,7 +329,7 @@ class LegacyProfile:
             self.sessions[token] = LegacySession(token, username, message.room, True, key, iv,
                                                  self.server.registry.clock())
         self.server.count("joins")
-        log.info("[%s] %s created the room", message.room, username)
+        log.info("[%s] %s created the room", _shown(message.room), _shown(username))
         return token
 
     def _join(self, message: Message, first: Message, key: bytes, iv: bytes) -> bytes:
@@ -298,6 +345,7 @@ class LegacyProfile:
             self.sessions[token] = LegacySession(token, username, room.name, False, key, iv,
                                                  self.server.registry.clock())
         self.server.count("joins")
+        log.info("[%s] %s joined", _shown(room.name), _shown(username))
         return token
 
     # --- UDP: decrypt with the token's key, relay to the room named in the datagram --------------
@@ -315,11 +363,11 @@ class LegacyProfile:
         except (ProtocolError, KeyError, UnicodeDecodeError) as exc:
             why = ("unknown token" if isinstance(exc, KeyError) else f"the message is not UTF-8 ({exc.reason})"
                    if isinstance(exc, UnicodeDecodeError) else exc.reason)
-            self.stopped_by = why
+            log.warning("TCRP/1 relay stopped by a bad datagram from %s:%s (%s): as in the original, no datagram "
+                        "of any room is relayed from now on, until the server restarts", peer[0], peer[1], why)
             self._trace_udp("in", peer, data, "rejected", error=f"relay_crash: {why}")
             self.server.drop("relay_crash", peer, why)
-            log.error("TCRP/1 relay stopped by a bad datagram from %s:%s (%s): as in the original, no datagram of "
-                      "any room is relayed from now on, until the server restarts", peer[0], peer[1], why)
+            self.stopped_by = why   # last: whoever waits for it finds the warning logged and the drop counted
             return
         with self._lock:
             session.address = peer   # no authentication: whoever sends the token now gets its traffic
@@ -361,14 +409,16 @@ class LegacyProfile:
                     continue  # gone with its host's room a moment ago
                 room = self.rooms.get(session.room)   # by name: after a hijack, the hijacker's room
                 if session.is_host:
-                    out += self._broadcast(session.room, f"System: host {session.username} timed out; "
-                                                         "the room is closed")
+                    log.info("[%s] host %s timed out: the room is closed", _shown(session.room),
+                             _shown(session.username))
+                    out += self._broadcast(session.room, host_timeout_notice(session.username))
                     out += self._broadcast(session.room, CLOSE_NOTICE)
                     for token in room.tokens if room else ():
                         self.sessions.pop(token, None)
                     self.rooms.pop(session.room, None)
                 else:
-                    out += self._broadcast(session.room, f"System: {session.username} timed out")
+                    log.info("[%s] %s timed out", _shown(session.room), _shown(session.username))
+                    out += self._broadcast(session.room, timeout_notice(session.username))
                     if room and session.token in room.tokens:
                         room.tokens.remove(session.token)
                 self.sessions.pop(session.token, None)

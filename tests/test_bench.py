@@ -205,3 +205,13 @@ def test_amplification_is_bytes_back_over_bytes_in_for_unproven_and_own_addresse
                             "127.0.0.102": {"proven": False, "sent": 1000, "received": 150}}}
     assert _amplification(report) == {"amplification": 0.15, "proven_amplification": 50.0}
     assert _amplification({"addresses": {}}) == {"amplification": None, "proven_amplification": None}
+
+
+def test_legacy_joins_counts_every_guest_served_and_none_closed_at_the_deadline():
+    done = bench("--legacy-joins", "--joins", "3", "--rounds", "1", "--json", timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    figures = result["sizes"]["3"]
+    assert figures["served_min"] == 3 and figures["lost_total"] == 0 and figures["tcp_deadline"] == 0
+    assert figures["wall_s"] > 0 and figures["p50_ms"] <= figures["p95_ms"] and figures["server_cpu_ms_per_join"] >= 0
+    assert result["rounds"] == 1 and result["machine"]["cpus"] >= 1

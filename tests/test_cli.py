@@ -87,6 +87,29 @@ def test_server_cli_serves_logs_and_stops_cleanly_on_sigterm(cli_server, tmp_pat
     alice.close()
 
 
+def test_legacy_server_cli_logs_joins_and_says_truly_that_it_tells_nobody_when_it_stops(tmp_path):
+    from tcrp_lab.legacy import LegacyClient
+
+    run = Running("tcrp_lab.server", "--legacy", "--tcp-port", "0", "--udp-port", "0", "--key", str(tmp_path / "k.pem"))
+    try:
+        ready = run.expect(r"TCRP server ready \(TCRP/1\) .* tcp (\d+), udp (\d+)")
+        address = ("127.0.0.1", int(ready.group(1)), int(ready.group(2)))
+        alice = LegacyClient.create_room(address, "lab", "alice", timeout=30)
+        run.expect(r"\[lab\] alice created the room")
+        bob = LegacyClient.join_room(address, "lab", "bob", timeout=30)
+        run.expect(r"\[lab\] bob joined")
+        alice.wait_for_messages(2)
+        run.proc.send_signal(signal.SIGTERM)
+        stopping = run.expect("stopping")
+        assert "members are not told" in stopping.string and "telling every member" not in stopping.string
+        assert run.finish() == 0
+        assert alice.state == bob.state == "joined"   # nothing came: TCRP/1 has no shutdown notice
+        alice.close()
+        bob.close()
+    finally:
+        run.kill()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--tcp-port", "70000"], "not a port number"),
     (["--timeout", "-5"], "positive number of seconds"),

@@ -202,7 +202,7 @@ def test_a_right_forgery_passes_because_bob_received_pay_900():
 
 def test_a_hard_coded_offset_hits_the_token_and_stops_the_relay():
     result = check_forgery(forge_for_lab_only)
-    assert result.status == "failed" and result.passed == 2
+    assert result.status == "failed" and result.passed == 3
     assert result.failures[0].startswith("alice types 'pay 100' in room 'accounts-payable'")
     assert "got nothing (the server's relay stopped at it: unknown token)" in result.failures[0]
     assert "hit the header (token)" in result.hint and "= 273 here" in result.hint

@@ -47,8 +47,8 @@ CASES = [
      "a longer room name, so the ciphertext starts later"),
     ("lab", "carol", "please pay bob 250 today", "please pay eve 950 today",
      "two changes, both in the message's second (last) block"),
-    ("研究室", "ケンジ", "支払い 100 円", "支払い 900 円",
-     "a non-ASCII room and text: offsets count bytes, not characters"),
+    ("lab", "ケンジ", "支払い 100 円", "支払い 900 円",   # an ASCII room: a non-ASCII one stops the relay (§6)
+     "a non-ASCII name and text: offsets count bytes, not characters"),
 ]
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..crypto import SeededRandom
-from ..legacy import BLOCK, IV_BYTES, KEY_BYTES, cfb_encrypt
+from ..legacy import BLOCK, IV_BYTES, KEY_BYTES, cfb_encrypt, join_notice
 from .common import Case, CheckResult, check, show
 
 __all__ = ["check_read_with_known", "reference_read", "sample_cases"]
@@ -42,15 +42,15 @@ _LONGEST = ("two known messages can give keystream for the same block; a shorter
 #: (what the case shows, known plaintexts, the target plaintext, the likely mistake when it fails)
 CASES: list[tuple[str, list[str], str, str]] = [
     ("alice's join notice, and her chat that starts differently",
-     ["System: alice joined"], "alice: meet me at noon by the old gate", _FIRST + "; " + _STOP),
-    ("a target shorter than one block", ["System: bob joined"], "bob: ok", _FIRST),
+     [join_notice("alice")], "alice: meet me at noon by the old gate", _FIRST + "; " + _STOP),
+    ("a target shorter than one block", [join_notice("bob")], "bob: ok", _FIRST),
     ("a known message shorter than one block: only 9 bytes of keystream",
      ["carol: hi"], "carol: the code is 4711", "only as many keystream bytes are known as the known message is long"),
     ("yesterday's door code is known; today's message starts with the same 16 bytes",
-     ["alice: today's door code is 4711, bob", "System: alice joined"], "alice: today's door code is 0815, bob",
+     ["alice: today's door code is 4711, bob", join_notice("alice")], "alice: today's door code is 0815, bob",
      _CHAIN),
     ("no known message at all", [], "dave: nothing to see", "with no known message nothing can be read: return b''"),
-    ("the target is one of the known messages", ["System: erin joined", "erin: see you at the station at 6"],
+    ("the target is one of the known messages", [join_notice("erin"), "erin: see you at the station at 6"],
      "erin: see you at the station at 6", _EVERY),
     ("the second known message shares two blocks of plaintext with the target, so three of keystream",
      ["bank: transfer 1", "bank: transfer 100 EUR from alice to bob, ref 7731",
@@ -59,7 +59,7 @@ CASES: list[tuple[str, list[str], str, str]] = [
     ("two known messages share block 1 with the target; the first ends early in block 2",
      ["frank: the password is hunter2", "frank: the password is hunter2 and the pin is 1234"],
      "frank: the password is hunter3 and the pin is 9999", _LONGEST),
-    ("non-ASCII text: bytes, not characters", ["System: 花子 joined"], "花子: 駅で6時に会いましょう", _FIRST),
+    ("non-ASCII text: bytes, not characters", [join_notice("花子")], "花子: 駅で6時に会いましょう", _FIRST),
 ]
 
 
