@@ -71,7 +71,11 @@ def server_parser() -> argparse.ArgumentParser:
                    help=f"the server's RSA key as PEM, created if missing (default {DEFAULT_KEY})")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="how much to log (what was dropped or throttled is summed up every 10 s at warning)")
-    p.add_argument("--trace", action="store_true", help="print every frame and datagram as it passes")
+    p.add_argument("--trace", nargs="?", const="compact", choices=("compact", "full"),
+                   help="print every frame and datagram as it passes: one line each (compact, the default), "
+                        "or laid out field by field (full)")
+    p.add_argument("--show-passwords", action="store_true",
+                   help="with --trace: print room passwords as sent (by default they are printed as *)")
     p.add_argument("--legacy", action="store_true",
                    help="speak the original, INSECURE TCRP/1 design (for lessons that attack it)")
     p.add_argument("--udp-queues", type=positive(int, "whole number"), default=64,
@@ -104,7 +108,7 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     if args.trace:
         from .trace import LiveLog
 
-        trace = LiveLog(Console())
+        trace = LiveLog(Console(), full=args.trace == "full", show_passwords=args.show_passwords)
     try:
         server = ChatServer(args.host, args.tcp_port, args.udp_port, inactivity_timeout=args.timeout, key=key,
                             trace=trace, profile=LegacyProfile if args.legacy else SecureProfile, limits=_limits(args),

@@ -229,5 +229,4 @@ def _error_reply(request: Message | None, plaintext: bytes, exc: ProtocolError) 
     if request is None:  # undecodable: echo the operation byte if it is one, with no room
         op = plaintext[1] if len(plaintext) > 1 and plaintext[1] in {int(o) for o in Operation} else 3
         request = Message(Operation(op), State.REQUEST)
-    return Message(request.operation, State.REQUEST, request.room).error(
-        exc.code or ErrorCode.INVALID_REQUEST, exc.reason, exc.retry_after)
+    return request.error(exc.code or ErrorCode.INVALID_REQUEST, exc.reason, exc.retry_after)

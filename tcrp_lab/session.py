@@ -164,6 +164,7 @@ class _InFlight:
     delay: float
     tries: int = 1
     last_sent: float = 0.0   # latest transmission: RACK compares it with what was delivered
+    held: bool = False       # the server has it, held behind an earlier id (§4.5): still in the window
 
     @property
     def retransmitted(self) -> bool:
@@ -300,7 +301,7 @@ class MemberSession:
                 continue
             if not self._lost_by_rack(entry):
                 entry.delay = min(entry.delay * 2, RETRANSMIT_MAX)  # a timeout: exponential back-off
-            entry.retry_at = now + entry.delay
+            entry.retry_at = now + (RETRANSMIT_MAX if entry.held else entry.delay)   # held: only lost acks
             entry.last_sent = now
             entry.tries += 1
             self.stats["retransmits"] += 1
@@ -336,7 +337,7 @@ class MemberSession:
 
     def _lost_by_rack(self, entry: _InFlight) -> bool:
         """RFC 8985 §6.2: lost if a chat sent after it, by more than the reordering window, arrived."""
-        if self.strategy is not Strategy.SELECTIVE:
+        if self.strategy is not Strategy.SELECTIVE or entry.held:
             return False
         window = max((self.rto.srtt or 0.0) / 4, REORDER_MIN)
         return entry.last_sent + window < self._delivered_sent
@@ -346,11 +347,17 @@ class MemberSession:
         if ack.seq == 0 and not selective:
             return   # a held ack (§4.5): go-back-N waits for the ack of the post
         oldest = min(self._pending, default=None)
-        sent = self._pending.pop(ack.id, None)
-        delivered = [sent] if sent is not None else []
-        if selective:   # §4.5: everything up to upto, and the held ranges, arrived too
-            for chat_id in [i for i in self._pending if i <= ack.upto or any(a <= i <= b for a, b in ack.sack)]:
+        delivered = []
+        if selective:   # §4.5: everything up to upto is posted; the sack ranges (and a held ack) are held
+            for chat_id in [i for i in self._pending if i <= ack.upto]:
                 delivered.append(self._pending.pop(chat_id))
+            held = [e for i, e in self._pending.items()
+                    if not e.held and (i == ack.id and not ack.seq or any(a <= i <= b for a, b in ack.sack))]
+            for entry in held:   # no retransmission on the RTO: it is there; a long timer, in case acks die
+                entry.held, entry.retry_at = True, now + RETRANSMIT_MAX
+            delivered += held
+        sent = self._pending.pop(ack.id, None) if ack.seq else None
+        delivered += [sent] if sent is not None else []
         if sent is not None and not sent.retransmitted and ack.id == oldest and ack.seq:
             self.rto.sample(now - sent.sent_at)   # Karn: a first transmission's own ack, not held
         if delivered:

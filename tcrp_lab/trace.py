@@ -62,8 +62,8 @@ from .protocol import (
     FRAME_LENGTH_BYTES, MAX_FRAME, Datagram, Message, Payload, ProtocolError, State, decode_message, decode_payload,
 )
 
-__all__ = ["Explanation", "Field", "LiveLog", "PacketEvent", "Trace", "Tracer", "explain", "legend", "record",
-           "render_line", "visible"]
+__all__ = ["Explanation", "Field", "LiveLog", "PacketEvent", "Trace", "Tracer", "explain", "legend", "mask_passwords",
+           "record", "render_line", "visible"]
 
 log = logging.getLogger("tcrp_lab.trace")
 
@@ -393,6 +393,20 @@ def render_line(event: PacketEvent, width: int | None = None) -> Text:
     return line
 
 
+def mask_passwords(event: PacketEvent) -> PacketEvent:
+    """``event`` with a request's password written as ``*``, as many as its UTF-8 bytes (so every
+    size field stays true); the event itself, when it holds no password."""
+    message = event.message
+    if not isinstance(message, Message) or not isinstance(message.payload.get("password"), str):
+        return event
+    if not message.payload["password"]:
+        return event
+    stars = "*" * len(message.payload["password"].encode("utf-8"))
+    masked = dataclasses.replace(message, payload={**message.payload, "password": stars})
+    plaintext = masked.encode() if event.plaintext is not None and event.plaintext_size is None else None
+    return dataclasses.replace(event, message=masked, plaintext=plaintext)
+
+
 class LiveLog(Trace):
     """A Trace that also prints each packet's line to a rich Console, on a printer thread of its own.
 
@@ -403,10 +417,16 @@ class LiveLog(Trace):
     catches up it prints one line saying how many it skipped. :meth:`flush` waits until what is
     queued is printed; :meth:`close` flushes and stops the printer (call it when the server
     stops). ``limit``, ``event_bytes`` and ``total_bytes`` bound the recording, as for a Trace.
+
+    ``full=True`` prints each packet laid out field by field (:func:`explain`: the 32-byte header's
+    RoomNameSize, Operation, State and OperationPayloadSize by name …) instead of one line. Passwords
+    are printed as ``*`` unless ``show_passwords=True`` (the recording keeps them either way).
     """
 
-    def __init__(self, console: Console | None = None, *, queue: int = LIVE_QUEUE, **bounds: int):
+    def __init__(self, console: Console | None = None, *, queue: int = LIVE_QUEUE, full: bool = False,
+                 show_passwords: bool = False, **bounds: int):
         super().__init__(**bounds)
+        self.full, self.show_passwords = full, show_passwords
         if not isinstance(queue, int) or queue < 1:
             raise ValueError(f"queue must be a positive number of packets, not {queue!r}")
         self.console = console or Console()
@@ -455,10 +475,14 @@ class LiveLog(Trace):
         or at a flush() marker, those skipped since)."""
         try:
             if isinstance(item, PacketEvent):
+                shown = item if self.show_passwords else mask_passwords(item)
+                if self.full:
+                    self.console.print(explain(shown))
+                    return
                 if not self._legend:
                     self._legend = True
                     self.console.print(legend(self.console.width))
-                self.console.print(render_line(item, self.console.width))
+                self.console.print(render_line(shown, self.console.width))
                 return
             if isinstance(item, int):
                 count = item

@@ -258,3 +258,16 @@ def test_any_text_within_the_limits_is_delivered_intact_through_registry_codec_a
         payload = decode_payload(reader.open(Datagram.decode(datagram)), from_server=True)
         session.receive(payload, 0.0)
     assert [m.text for m in session.messages] == [text]
+
+
+def test_held_chats_keep_their_place_in_the_send_window_so_the_server_never_holds_more_than_it_can():
+    session = joined(strategy="selective")
+    for i in range(SEND_WINDOW + 10):
+        session.send(f"m{i}", 0.0)
+    for chat_id in range(2, SEND_WINDOW + 1):             # 1 lost: every other chat in the window is held
+        session.receive(Ack(id=chat_id, seq=0, upto=0, sack=((2, chat_id),)), 0.01)
+    out, _ = session.poll(0.011)
+    assert not [p for p in out if isinstance(p, Chat) and p.id > SEND_WINDOW]   # the window is still full
+    session.receive(Ack(id=1, seq=1, upto=SEND_WINDOW), 0.02)   # 1 arrives: all of them posted
+    out, _ = session.poll(0.021)
+    assert [p.id for p in out if isinstance(p, Chat)] == list(range(SEND_WINDOW + 1, SEND_WINDOW + 11))

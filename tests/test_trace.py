@@ -6,6 +6,7 @@ assertions are on the text a reader would see: field names, byte ranges, decoded
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -616,11 +617,13 @@ def _lines(stream, into: queue.Queue) -> None:
         into.put(line)
 
 
-def test_the_server_cli_prints_the_live_trace(tmp_path):
+@contextlib.contextmanager
+def traced_server_cli(tmp_path, *flags: str):
+    """``python -m tcrp_lab.server --trace ...`` on free ports: its address and a queue of its stdout lines."""
     key = tmp_path / "key.pem"
     ServerKey.demo().save(key)
     env = {**os.environ, "COLUMNS": "160", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "tcrp_lab.server", "--trace", "--tcp-port", "0", "--udp-port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "tcrp_lab.server", *flags, "--tcp-port", "0", "--udp-port", "0",
                              "--key", str(key)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     out, err = queue.Queue(), queue.Queue()
@@ -630,20 +633,7 @@ def test_the_server_cli_prints_the_live_trace(tmp_path):
         ports = None
         while ports is None:
             ports = re.search(r"tcp (\d+), udp (\d+)", err.get(timeout=15))
-        address = ("127.0.0.1", int(ports[1]))
-        alice = ChatClient.create_room(address, "lab", "alice", timeout=5)
-        bob = ChatClient.join_room(address, "lab", "bob", timeout=5)
-        alice.send("hi from the cli test")
-        bob.wait_for_messages(1, timeout=5)
-        wanted = {"ServerHello": r"ServerHello +319 B", "request": r"request .* CREATE_ROOM 'lab'",
-                  "complete": rf"complete .* token {alice.token.hex()}", "hello": r"C→S udp \S+ +hello",
-                  "welcome": r"S→C udp \S+ +welcome", "chat": r"chat .* text='hi from the cli test'"}
-        seen = ""
-        while wanted:
-            seen += out.get(timeout=10)
-            wanted = {k: p for k, p in wanted.items() if not re.search(p, seen)}
-        bob.leave()
-        alice.leave()
+        yield ("127.0.0.1", int(ports[1])), out
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -652,6 +642,43 @@ def test_the_server_cli_prints_the_live_trace(tmp_path):
             proc.kill()
             proc.wait(timeout=5)
     assert proc.returncode == 0
+
+
+def read_until(out: queue.Queue, patterns: dict[str, str]) -> str:
+    """Lines from ``out`` until every pattern matched (10 s at most between lines); all that was read."""
+    seen = ""
+    while patterns:
+        seen += out.get(timeout=10)
+        patterns = {k: p for k, p in patterns.items() if not re.search(p, seen)}
+    return seen
+
+
+def test_the_server_cli_prints_the_live_trace(tmp_path):
+    with traced_server_cli(tmp_path, "--trace") as (address, out):
+        alice = ChatClient.create_room(address, "lab", "alice", "s3cret-pw", timeout=5)
+        bob = ChatClient.join_room(address, "lab", "bob", "s3cret-pw", timeout=5)
+        alice.send("hi from the cli test")
+        bob.wait_for_messages(1, timeout=5)
+        seen = read_until(out, {
+            "ServerHello": r"ServerHello +319 B", "request": r"request .* CREATE_ROOM 'lab'",
+            "complete": rf"complete .* token {alice.token.hex()}", "hello": r"C→S udp \S+ +hello",
+            "welcome": r"S→C udp \S+ +welcome", "chat": r"chat .* text='hi from the cli test'",
+            "masked": r"JOIN_ROOM 'lab' .*password='\*{9}'"})
+        bob.leave()
+        alice.leave()
+    assert "s3cret-pw" not in seen
+
+
+def test_the_full_live_trace_lays_out_each_packet_by_field_and_masks_passwords_unless_asked(tmp_path):
+    for flags, shown in ((("--trace", "full"), False), (("--trace", "full", "--show-passwords"), True)):
+        with traced_server_cli(tmp_path, *flags) as (address, out):
+            alice = ChatClient.create_room(address, "lab", "alice", "s3cret-pw", timeout=5)
+            seen = read_until(out, {name: name for name in (
+                "RoomNameSize", "Operation", "State", "OperationPayloadSize", "CREATE_ROOM", "ClientKeyExchange")})
+            seen += read_until(out, {"password": "password"})
+            alice.leave()
+        assert ("s3cret-pw" in seen) is shown, flags
+        assert ("*********" in seen) is not shown, flags
 
 
 def test_names_and_texts_are_shown_as_typed_never_as_markup():
