@@ -204,7 +204,7 @@ class ControlConnection:
     def _emit(self, direction: str, raw: bytes, kind: str, **fields: Any) -> None:
         if self.trace:
             self.trace(side="client", direction=direction, transport="tcp", peer=self.peer, raw=raw, kind=kind,
-                       session=self._session, **fields)
+                       session=self._session, local=self.local_address, **fields)
 
     def send(self, message: Message) -> None:
         plaintext = message.encode()
@@ -297,6 +297,7 @@ class ChatClient:
         if bind:
             self.sock.bind((bind, 0))
         self.sock.connect(self.server_udp)   # only the server (or relay) can reach this socket
+        self.local_udp = self.sock.getsockname()   # our end of the datagrams, for traces
         self.sock.setblocking(False)
         self._wake_r, self._wake_w = socket.socketpair()  # send() and close() wake the receive thread at once
         self._wake_w.setblocking(False)                   # a full pipe means it is awake already
@@ -455,7 +456,7 @@ class ChatClient:
             if self.trace:  # traced before it leaves, so a trace never shows the answer first
                 self.trace(side="client", direction="out", transport="udp", peer=self.server_udp, raw=datagram,
                            kind=payload.TYPE, message=payload, plaintext=plaintext, session=self.token.hex(),
-                           user=self.username)
+                           user=self.username, local=self.local_udp)
             try:
                 self.sock.send(datagram)
             except OSError as exc:   # no route, or the server's port closed (ICMP): retried by timers
@@ -510,12 +511,13 @@ class ChatClient:
             log.debug("%s: dropped a datagram: %s", self.username, exc.reason)
             if self.trace:
                 self.trace(side="client", direction="in", transport="udp", peer=self.server_udp, raw=data,
-                           kind="rejected", error=exc.reason, session=self.token.hex(), user=self.username)
+                           kind="rejected", error=exc.reason, session=self.token.hex(), user=self.username,
+                           local=self.local_udp)
             return
         if self.trace:
             self.trace(side="client", direction="in", transport="udp", peer=self.server_udp, raw=data,
                        kind=payload.TYPE, message=payload, plaintext=plaintext, session=self.token.hex(),
-                       user=self.username)
+                       user=self.username, local=self.local_udp)
         with self._cond:
             out, items = self.session.receive(payload, time.monotonic())
             self._cond.notify_all()

@@ -384,12 +384,12 @@ class LegacyProfile:
     def _trace_tcp(self, direction: str, peer: tuple[str, int], raw: bytes, kind: str, **fields: Any) -> None:
         if self.server.trace:
             self.server.trace(side="server", direction=direction, transport="tcp", peer=peer, raw=raw, kind=kind,
-                              session=f"tcp {peer[0]}:{peer[1]}", **fields)
+                              session=f"tcp {peer[0]}:{peer[1]}", local=self.server.local_address("tcp"), **fields)
 
     def _trace_udp(self, direction: str, peer: tuple[str, int], raw: bytes, kind: str, **fields: Any) -> None:
         if self.server.trace:
             self.server.trace(side="server", direction=direction, transport="udp", peer=peer, raw=raw, kind=kind,
-                              **fields)
+                              local=self.server.local_address("udp"), **fields)
 
 
 def _credentials(message: Message, fallback: Message | None = None) -> tuple[str, str]:

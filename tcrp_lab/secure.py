@@ -40,11 +40,11 @@ class SecureProfile:
     # TCP: handshake, then requests until a successful create/join (or 3 failures).
     def handle_connection(self, io: FramedSocket, peer: tuple[str, int]) -> None:
         server, trace = self.server, self.server.trace
-        session = f"tcp {peer[0]}:{peer[1]}"
+        session, local = f"tcp {peer[0]}:{peer[1]}", io.sock.getsockname()[:2]
         hello = server_hello(server.key, server.rng)
         if trace:
             trace(side="server", direction="out", transport="tcp", peer=peer, raw=wire_frame(hello.body),
-                  kind="ServerHello", message=hello, session=session)
+                  kind="ServerHello", message=hello, session=session, local=local)
         deadline, io.deadline = io.deadline, min(io.deadline or float("inf"),
                                                  time.monotonic() + server.limits.key_exchange_timeout)
         io.send(hello.body)
@@ -59,7 +59,7 @@ class SecureProfile:
             server.key_exchanges.release()
             if trace:
                 trace(side="server", direction="in", transport="tcp", peer=peer, raw=wire_frame(ckx),
-                      kind="ClientKeyExchange", session=session, keys=keys, hello=hello)
+                      kind="ClientKeyExchange", session=session, keys=keys, hello=hello, local=local)
         server.key_exchanged(io.sock)
         records = RecordLayer.server(keys)
         failures = 0
@@ -76,7 +76,7 @@ class SecureProfile:
             except AuthenticationError:
                 if trace:
                     trace(side="server", direction="in", transport="tcp", peer=peer, raw=wire_frame(body),
-                          kind="rejected", seq=seq, error="frame does not authenticate", session=session)
+                          kind="rejected", seq=seq, error="frame does not authenticate", session=session, local=local)
                 server.drop("tcp_bad_tag", peer)
                 return  # TCRP.md §2: close, answer nothing
             request: Message | None = None
@@ -90,7 +90,7 @@ class SecureProfile:
                 reply = _error_reply(request, plaintext, exc)
             if trace:
                 trace(side="server", direction="in", transport="tcp", peer=peer, raw=wire_frame(body), kind="request",
-                      seq=seq, message=request, plaintext=plaintext, session=session)
+                      seq=seq, message=request, plaintext=plaintext, session=session, local=local)
             for message in (reply, complete) if complete else (reply,):
                 out = message.encode()
                 seq = records.send_seq
@@ -98,7 +98,7 @@ class SecureProfile:
                 if trace:
                     trace(side="server", direction="out", transport="tcp", peer=peer, raw=wire_frame(body),
                           kind="complete" if message.state is State.COMPLETE else "response", seq=seq,
-                          message=message, plaintext=out, session=session)
+                          message=message, plaintext=out, session=session, local=local)
                 io.send(body)
             if complete:
                 server.deliver(deliveries)  # the "joined" event, now that the COMPLETE is out
@@ -151,7 +151,8 @@ class SecureProfile:
             return self._reject(data, peer, "bad_payload", exc.reason, member, plaintext)
         if server.trace:
             server.trace(side="server", direction="in", transport="udp", peer=peer, raw=data, kind=payload.TYPE,
-                         message=payload, plaintext=plaintext, session=member.token.hex(), user=member.username)
+                         message=payload, plaintext=plaintext, session=member.token.hex(), user=member.username,
+                         local=server.local_address("udp"))
         server.deliver(challenge + self._dispatch(member, payload, peer, now))
 
     def _dispatch(self, member: Member, payload: object, peer: tuple[str, int], now: float) -> list[Delivery]:
@@ -195,7 +196,7 @@ class SecureProfile:
         if server.trace and server.trace_rejected():  # bounded: a flood is counted, not traced
             server.trace(side="server", direction="in", transport="udp", peer=peer, raw=data, kind="rejected",
                          error=f"{reason}: {detail}", plaintext=plaintext,
-                         session=member.token.hex() if member else None)
+                         session=member.token.hex() if member else None, local=server.local_address("udp"))
 
     def reap(self) -> list[Delivery]:
         return self.registry.reap()
