@@ -120,8 +120,8 @@ def _plaintext(event: Any, show_passwords: bool) -> bytes | None:
     plaintext = event.plaintext
     if plaintext is None or event.plaintext_size is not None or len(plaintext) > PLAINTEXT_BYTES:
         return None
-    if event.kind == "ClientKeyExchange":
-        return None   # TCRP/1's AES key and IV: key material, never written
+    if event.kind in ("ClientKeyExchange", "ServerHello"):
+        return None   # TCRP/1's AES key and IV are key material; its PEM key is on the wire in clear already
     message = event.message
     if not show_passwords and isinstance(message, Message) and message.payload.get("password"):
         return dataclasses.replace(message, payload={**message.payload, "password": MASK}).encode()
