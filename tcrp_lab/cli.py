@@ -109,6 +109,10 @@ def server_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="how much to log (what was dropped or throttled is summed up every 10 s at warning)")
     p.add_argument("--trace", action="store_true", help="print every frame and datagram as it passes")
+    p.add_argument("--pcap", type=Path, metavar="FILE",
+                   help="record the traffic and write it as a pcapng capture for Wireshark when the server stops "
+                        "(the last 10,000 packets; passwords masked; open with the dissector of "
+                        "python -m tcrp_lab.wireshark)")
     p.add_argument("--legacy", action="store_true",
                    help="speak the original, INSECURE TCRP/1 design (for lessons that attack it)")
     p.add_argument("--udp-queues", type=positive(int, "whole number"), default=64,
@@ -138,6 +142,10 @@ def server_main(argv: Sequence[str] | None = None) -> int:
         from .trace import LiveLog
 
         trace = LiveLog(Console())
+    elif args.pcap:
+        from .trace import Trace
+
+        trace = Trace()   # bounded (tcrp_lab.trace): a long run keeps its last packets
     try:
         server = ChatServer(args.host, args.tcp_port, args.udp_port, inactivity_timeout=args.timeout, key=key,
                             trace=trace, profile="legacy" if args.legacy else "secure", limits=_limits(args),
@@ -161,8 +169,15 @@ def server_main(argv: Sequence[str] | None = None) -> int:
         pass
     console.print("stopping: telling every member the server is shutting down…")
     server.stop()
-    if trace is not None:
+    if args.trace:
         trace.close()   # the printer thread prints what it still has
+    if args.pcap:
+        try:
+            trace.save_pcapng(args.pcap)
+        except OSError as exc:
+            console.print(Text(f"cannot write {args.pcap}: {exc}", style="red"))
+            return 1
+        console.print(Text(f"wrote {len(trace)} packets to {args.pcap}"))
     return 0
 
 
