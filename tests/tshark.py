@@ -84,8 +84,11 @@ def secure_chat(loss: float = 0.2, seed: int = 16, messages: int = 6, password: 
 
 
 def legacy_chat(seed: int = 16, messages: int = 4):
-    """A TCRP/1 chat of alice and bob through a relay that drops every fourth datagram; the server
-    records. Returns (trace, texts sent)."""
+    """A TCRP/1 chat of alice and bob through a relay that drops each one's third datagram to the
+    server (their second message) and every fourth to each of them; the server records. Returns
+    (trace, texts sent)."""
+    from collections import Counter
+
     from tests.conftest import wait_for
 
     from tcrp_lab import ChatServer
@@ -93,9 +96,15 @@ def legacy_chat(seed: int = 16, messages: int = 4):
     from tcrp_lab.legacy import LegacyClient
     from tcrp_lab.trace import Trace
 
-    trace = Trace()
+    trace, seen = Trace(), Counter()
+
+    def drop(packet) -> bool:   # by each client's own count: the same loss whatever the interleaving
+        seen[packet.direction, packet.client] += 1
+        n = seen[packet.direction, packet.client]
+        return n == 3 if packet.direction == C2S else n % 4 == 0
+
     with ChatServer(tcp_port=0, udp_port=0, trace=trace, profile="legacy") as server, \
-            UdpRelay(server.address, drop=lambda packet: packet.index % 4 == 3) as relay:
+            UdpRelay(server.address, drop=drop) as relay:
         alice = LegacyClient.create_room(server.address, "lab", "alice", "pw-secret", udp_via=relay.address)
         bob = LegacyClient.join_room(server.address, "lab", "bob", "pw-secret", udp_via=relay.address)
         try:
