@@ -268,9 +268,14 @@ local function dissect_frame(tvb, pinfo, tree)
             local ptvb = plain:tvb("Decrypted TCRP")
             root:add(f.plaintext, ptvb())
             local what
-            if profile == "TCRP/1" and info.dir == "s2c" then
+            if profile == "TCRP/1" and info.dir == "s2c" then   -- §6: a token, a room list, or a refusal
                 root:add(f.reply, ptvb())
                 what = "reply, " .. ptvb:len() .. " bytes"
+                local raw = ptvb():raw()
+                if not raw:find("[%z\1-\31\127-\255]") then
+                    root:add(f.text, ptvb(), raw)
+                    what = string.format("reply %q", raw)
+                end
             else
                 what = dissect_message(ptvb, root)
             end
@@ -318,6 +323,7 @@ end
 tcrp_udp = function(tvb, pinfo, tree)
     pinfo.cols.protocol = "TCRP"
     local root = tree:add(tcrp, tvb(), "Talk Chat Room Protocol, datagram")
+    root:add(f.kind, "Datagram"):set_generated()
     if tvb:len() == 8 and tvb():string() == "Timeout!" then   -- §6: the original's bare notice
         root:add(f.profile, "TCRP/1"):set_generated()
         root:add(f.text, tvb(), "Timeout!")
