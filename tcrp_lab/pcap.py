@@ -85,7 +85,7 @@ def comment(event: Any, *, show_passwords: bool = False) -> str:
     elif isinstance(message, Payload):
         parts += [f"{k}={_value(k, v, show_passwords)}" for k, v in message.to_json().items() if k != "type"]
     elif event.plaintext is not None:
-        parts.append(_plaintext_text(event.plaintext, show_passwords))
+        parts.append(_plaintext_text(event.plaintext))
     if event.transport == "udp":
         try:
             parts.append(f"· datagram seq {Datagram.decode(event.raw).seq}")
@@ -107,7 +107,7 @@ def _value(key: str, value: Any, show_passwords: bool) -> str:
     return text if len(text) <= 300 else text[:299] + "…"
 
 
-def _plaintext_text(plaintext: bytes, show_passwords: bool) -> str:
+def _plaintext_text(plaintext: bytes) -> str:
     try:
         text = plaintext.decode("utf-8")
     except UnicodeDecodeError:   # a TCRP/1 token: 255 random bytes

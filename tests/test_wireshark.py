@@ -155,6 +155,13 @@ def test_a_connection_without_its_hello_is_found_on_the_ports_of_the_preferences
         assert found.split() == ["64", "ClientKeyExchange"], (port, found)   # the first C→S frame seen
     elsewhere = Trace([PacketEvent(time=1.0, raw=_frame(bytes(64)), local=("127.0.0.1", 9201), **base)])
     assert count(elsewhere.save_pcapng(tmp_path / "9201.pcapng"), "tcrp") == 0   # not TCRP-looking, not our port
+    unnamed = bytes([0, 16]) + bytes(16) + (5).to_bytes(8, "big") + bytes(20)   # no room name: the heuristic passes
+    for port, options in ((9002, ()), (9102, ("-o", "tcrp.udp_port:9102")), (9202, ())):
+        event = PacketEvent(time=1.0, side="server", direction="in", transport="udp", peer=("127.0.0.1", 40000),
+                            local=("127.0.0.1", port), kind="rejected", raw=unnamed)
+        path = Trace([event]).save_pcapng(tmp_path / f"udp{port}.pcapng")
+        found = tshark(path, *options, "-T", "fields", "-e", "tcrp.seq").split()
+        assert found == ([] if port == 9202 else ["5"]), (port, found)
 
 
 def test_install_copies_the_dissector_where_wireshark_loads_it(tmp_path):
