@@ -18,12 +18,14 @@ LABEL org.opencontainers.image.title="tcrp_lab" \
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
+# tshark reads the captures the lessons save (lessons 02 and 07); it never captures, so
+# wireshark-common's question (may non-root users capture?) keeps its default, no.
 # Debian stable only ships security fixes, and pinned versions vanish from the mirror when one
 # lands, so the packages are not pinned: the tag pins the release.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        ca-certificates python3 python3-venv tini \
+        ca-certificates python3 python3-venv tini tshark \
     && rm -rf /var/lib/apt/lists/*
 
 ENV VIRTUAL_ENV=/opt/venv

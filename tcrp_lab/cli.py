@@ -76,6 +76,10 @@ def server_parser() -> argparse.ArgumentParser:
                         "or laid out field by field (full)")
     p.add_argument("--show-passwords", action="store_true",
                    help="with --trace: print room passwords as sent (by default they are printed as *)")
+    p.add_argument("--pcap", type=Path, metavar="FILE",
+                   help="record the traffic and write it as a pcapng capture for Wireshark when the server stops "
+                        "(the last 10,000 packets; passwords masked; open with the dissector of "
+                        "python -m tcrp_lab.wireshark)")
     p.add_argument("--legacy", action="store_true",
                    help="speak the original, INSECURE TCRP/1 design (for lessons that attack it)")
     p.add_argument("--udp-queues", type=positive(int, "whole number"), default=64,
@@ -109,6 +113,10 @@ def server_main(argv: Sequence[str] | None = None) -> int:
         from .trace import LiveLog
 
         trace = LiveLog(Console(), full=args.trace == "full", show_passwords=args.show_passwords)
+    elif args.pcap:
+        from .trace import Trace
+
+        trace = Trace()   # bounded (tcrp_lab.trace): a long run keeps its last packets
     try:
         server = ChatServer(args.host, args.tcp_port, args.udp_port, inactivity_timeout=args.timeout, key=key,
                             trace=trace, profile=LegacyProfile if args.legacy else SecureProfile, limits=_limits(args),
@@ -135,8 +143,15 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     else:
         console.print("stopping: telling every member the server is shutting down…")
     server.stop()
-    if trace is not None:
+    if args.trace:
         trace.close()   # the printer thread prints what it still has
+    if args.pcap:
+        try:
+            trace.save_pcapng(args.pcap)
+        except OSError as exc:
+            console.print(Text(f"cannot write {args.pcap}: {exc}", style="red"))
+            return 1
+        console.print(Text(f"wrote {len(trace)} packets to {args.pcap}"))
     return 0
 
 

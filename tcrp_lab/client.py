@@ -132,7 +132,7 @@ class ControlConnection:
     def _emit(self, direction: str, raw: bytes, kind: str, **fields: Any) -> None:
         if self.trace is not None:
             self.trace(PacketEvent(time.time(), "client", direction, "tcp", self.peer, kind, raw,
-                session=self._session, **fields))
+                session=self._session, **fields, local=self.local_address))
 
     def send(self, message: Message) -> None:
         plaintext = message.encode()
@@ -227,6 +227,7 @@ class ChatClient:
         if bind:
             self.sock.bind((bind, 0))
         self.sock.connect(self.server_udp)   # only the server (or relay) can reach this socket
+        self.local_udp = self.sock.getsockname()   # our end of the datagrams, for traces
         self.sock.setblocking(False)
         self._wake_r, self._wake_w = socket.socketpair()  # send() and close() wake the receive thread at once
         self._wake_w.setblocking(False)                   # a full pipe means it is awake already
@@ -248,7 +249,7 @@ class ChatClient:
 
     @property
     def state(self) -> MemberState:
-        """``joining``, ``joined``, then ``left``, ``kicked``, ``room_closed`` or ``closed`` (a :class:`MemberState`)."""
+        """A :class:`MemberState`: ``joining``, ``joined``, then ``left``, ``kicked``, ``room_closed`` or ``closed``."""
         return self.session.state
 
     # --- making one ---------------------------------------------------------------------------
@@ -385,7 +386,8 @@ class ChatClient:
             datagram = self.channel.seal(plaintext)
             if self.trace is not None:  # traced before it leaves, so a trace never shows the answer first
                 self.trace(PacketEvent(time.time(), "client", "out", "udp", self.server_udp, payload.TYPE, datagram,
-                    message=payload, plaintext=plaintext, session=self.token.hex(), user=self.username))
+                    message=payload, plaintext=plaintext, session=self.token.hex(), user=self.username,
+                    local=self.local_udp))
             try:
                 self.sock.send(datagram)
             except OSError as exc:   # no route, or the server's port closed (ICMP): retried by timers
@@ -440,11 +442,12 @@ class ChatClient:
             log.debug("%s: dropped a datagram: %s", self.username, exc.reason)
             if self.trace is not None:
                 self.trace(PacketEvent(time.time(), "client", "in", "udp", self.server_udp, "rejected", data,
-                    error=exc.reason, session=self.token.hex(), user=self.username))
+                    error=exc.reason, session=self.token.hex(), user=self.username, local=self.local_udp))
             return
         if self.trace is not None:
             self.trace(PacketEvent(time.time(), "client", "in", "udp", self.server_udp, payload.TYPE, data,
-                message=payload, plaintext=plaintext, session=self.token.hex(), user=self.username))
+                message=payload, plaintext=plaintext, session=self.token.hex(), user=self.username,
+                local=self.local_udp))
         with self._cond:
             out, items = self.session.receive(payload, time.monotonic())
             self._cond.notify_all()

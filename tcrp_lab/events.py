@@ -52,6 +52,7 @@ class PacketEvent(JupyterMixin):
     hello: ServerHello | None = None
     raw_size: int | None = None        # the length on the wire, when only the start of raw was kept
     plaintext_size: int | None = None  # the plaintext's length, when only its start was kept
+    local: tuple | None = None         # the recording side's own (host, port): a packet's other end (pcapng)
 
     @property
     def size(self) -> int:

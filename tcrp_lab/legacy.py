@@ -434,11 +434,12 @@ class LegacyProfile:
     def _trace_tcp(self, direction: str, peer: tuple[str, int], raw: bytes, kind: str, **fields: Any) -> None:
         if self.server.trace is not None:
             self.server.trace(PacketEvent(time.time(), "server", direction, "tcp", peer, kind, raw,
-                session=f"tcp {peer[0]}:{peer[1]}", **fields))
+                session=f"tcp {peer[0]}:{peer[1]}", **fields, local=self.server.local_address("tcp")))
 
     def _trace_udp(self, direction: str, peer: tuple[str, int], raw: bytes, kind: str, **fields: Any) -> None:
         if self.server.trace is not None:
-            self.server.trace(PacketEvent(time.time(), "server", direction, "udp", peer, kind, raw, **fields))
+            self.server.trace(PacketEvent(time.time(), "server", direction, "udp", peer, kind, raw,
+                local=self.server.local_address("udp"), **fields))
 
 
 def _credentials(message: Message, fallback: Message | None = None) -> tuple[str, str]:

@@ -43,11 +43,11 @@ class SecureProfile:
     # TCP: handshake, then requests until a successful create/join (or 3 failures).
     def handle_connection(self, io: FramedSocket, peer: tuple[str, int]) -> None:
         server, trace = self.server, self.server.trace
-        session = f"tcp {peer[0]}:{peer[1]}"
+        session, local = f"tcp {peer[0]}:{peer[1]}", io.sock.getsockname()[:2]
         hello = server_hello(server.key, server.rng)
         if trace is not None:
             trace(PacketEvent(time.time(), "server", "out", "tcp", peer, "ServerHello", wire_frame(hello.body),
-                message=hello, session=session))
+                message=hello, session=session, local=local))
         deadline, io.deadline = io.deadline, min(io.deadline or float("inf"),
                                                  time.monotonic() + server.limits.key_exchange_timeout)
         io.send(hello.body)
@@ -62,7 +62,7 @@ class SecureProfile:
             server.key_exchanges.release()
             if trace is not None:
                 trace(PacketEvent(time.time(), "server", "in", "tcp", peer, "ClientKeyExchange", wire_frame(ckx),
-                    session=session, keys=keys, hello=hello))
+                    session=session, keys=keys, hello=hello, local=local))
         server.key_exchanged(io.sock)
         records = RecordLayer.server(keys)
         failures = 0
@@ -79,7 +79,7 @@ class SecureProfile:
             except AuthenticationError:
                 if trace is not None:
                     trace(PacketEvent(time.time(), "server", "in", "tcp", peer, "rejected", wire_frame(body),
-                        seq=seq, error="frame does not authenticate", session=session))
+                        seq=seq, error="frame does not authenticate", session=session, local=local))
                 server.drop("tcp_bad_tag", peer)
                 return  # TCRP.md §2: close, answer nothing
             request: Message | None = None
@@ -93,7 +93,7 @@ class SecureProfile:
                 reply = _error_reply(request, plaintext, exc)
             if trace is not None:
                 trace(PacketEvent(time.time(), "server", "in", "tcp", peer, "request", wire_frame(body), seq=seq,
-                    message=request, plaintext=plaintext, session=session))
+                    message=request, plaintext=plaintext, session=session, local=local))
             for message in (reply, complete) if complete else (reply,):
                 out = message.encode()
                 seq = records.send_seq
@@ -101,7 +101,7 @@ class SecureProfile:
                 if trace is not None:
                     trace(PacketEvent(time.time(), "server", "out", "tcp", peer,
                         "complete" if message.state is State.COMPLETE else "response", wire_frame(body), seq=seq,
-                        message=message, plaintext=out, session=session))
+                        message=message, plaintext=out, session=session, local=local))
                 io.send(body)
             if complete:
                 server.deliver(deliveries)  # the "joined" event, now that the COMPLETE is out
@@ -154,7 +154,8 @@ class SecureProfile:
             return self._reject(data, peer, "bad_payload", exc.reason, member, plaintext)
         if server.trace is not None:
             server.trace(PacketEvent(time.time(), "server", "in", "udp", peer, payload.TYPE, data, message=payload,
-                plaintext=plaintext, session=member.token.hex(), user=member.username))
+                plaintext=plaintext, session=member.token.hex(), user=member.username,
+                local=server.local_address("udp")))
         server.deliver(challenge + self._dispatch(member, payload, peer, now))
 
     def _dispatch(self, member: Member, payload: object, peer: tuple[str, int], now: float) -> list[Delivery]:
@@ -198,7 +199,8 @@ class SecureProfile:
         server.drop(reason, peer, detail)
         if server.trace is not None and server.trace_rejected():  # bounded: a flood is counted, not traced
             server.trace(PacketEvent(time.time(), "server", "in", "udp", peer, "rejected", data,
-                error=f"{reason}: {detail}", plaintext=plaintext, session=member.token.hex() if member else None))
+                error=f"{reason}: {detail}", plaintext=plaintext, session=member.token.hex() if member else None,
+                local=server.local_address("udp")))
 
     def reap(self, now: float) -> None:
         self.server.deliver(self.registry.reap(now))

@@ -209,6 +209,11 @@ class ChatServer:
         """The bound address, with the real ports once started."""
         return self._bound or ServerAddress(self.host, *self._ports)
 
+    def local_address(self, transport: str) -> tuple[str, int]:
+        """The server's own end of its ``"tcp"`` or ``"udp"`` packets, as a trace event's ``local``."""
+        address = self.address
+        return address.host, address.tcp_port if transport == "tcp" else address.udp_port
+
     @property
     def fingerprint(self) -> str:
         """SHA-256 of the server's public key: give it to clients to pin."""
@@ -344,7 +349,7 @@ class ChatServer:
                 if trace is not None:  # traced before it leaves, so a trace never shows the answer first
                     trace(PacketEvent(time.time(), "server", "out", "udp", address, delivery.payload.TYPE, datagram,
                         message=delivery.payload, plaintext=plaintext, session=member.token.hex(),
-                        user=member.username))
+                        user=member.username, local=self.local_address("udp")))
                 try:
                     udp.sendto(datagram, address)  # type: ignore[union-attr]
                     sent += 1

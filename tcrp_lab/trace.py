@@ -7,7 +7,8 @@ or receive, and this module records and renders those events.
 
 * :class:`Trace` records events (pass one as ``trace=`` to ChatServer / ChatClient / ControlConnection,
   or use :func:`record`); it prints as a one-line-per-packet log, :meth:`Trace.summary` gives a
-  table per session, and :meth:`Trace.save` / :meth:`Trace.load` keep it as JSON lines.
+  table per session, and :meth:`Trace.save` / :meth:`Trace.load` keep it as JSON lines;
+  :meth:`Trace.save_pcapng` writes it as a capture for Wireshark (:mod:`tcrp_lab.pcap`).
 * :func:`explain` (from :mod:`tcrp_lab.explain`, re-exported here) lays out one packet (an event,
   or raw bytes) as a hex dump with every field coloured, named and decoded, with its byte range —
   and, where the keys are known, the plaintext explained the same way.
@@ -233,6 +234,16 @@ class Trace(JupyterMixin):
                 f.write(json.dumps(_to_json(event), separators=(",", ":")) + "\n")
         return path
 
+    def save_pcapng(self, path: str | Path, *, show_passwords: bool = False) -> Path:
+        """Write the trace as a pcapng capture for Wireshark or tshark (see :mod:`tcrp_lab.pcap`):
+        each packet with its time, addresses and ports, and a comment with its decoded message
+        (passwords masked unless ``show_passwords``). Returns the path."""
+        from .pcap import write_pcapng
+
+        path = Path(path)
+        write_pcapng(self.events, path, show_passwords=show_passwords)
+        return path
+
     @classmethod
     def load(cls, path: str | Path, *, limit: int = DEFAULT_LIMIT, event_bytes: int = DEFAULT_EVENT_BYTES,
              total_bytes: int = DEFAULT_TOTAL_BYTES) -> Trace:
@@ -279,6 +290,7 @@ def _to_json(e: PacketEvent) -> dict[str, Any]:
         "session": e.session, "plaintext": e.plaintext.hex() if e.plaintext is not None else None,
         "seq": e.seq, "error": e.error, "user": e.user, "keys": e.keys.hex() if e.keys else None,
         "hello": e.hello.body.hex() if e.hello else None, "raw_size": e.raw_size, "plaintext_size": e.plaintext_size,
+        "local": list(e.local) if e.local is not None else None,
     }
 
 
@@ -291,7 +303,8 @@ def _from_json(obj: dict[str, Any]) -> PacketEvent:
                         transport=obj["transport"], peer=tuple(obj["peer"]) if obj.get("peer") else None,
                         kind=obj["kind"], raw=raw, session=obj.get("session"), plaintext=plaintext,
                         seq=obj.get("seq"), error=obj.get("error"), keys=keys, user=obj.get("user"), hello=hello,
-                        raw_size=obj.get("raw_size"), plaintext_size=obj.get("plaintext_size"))
+                        raw_size=obj.get("raw_size"), plaintext_size=obj.get("plaintext_size"),
+                        local=tuple(obj["local"]) if obj.get("local") else None)
     return _with_message(event)
 
 
