@@ -202,7 +202,8 @@ class SequenceDiagram:
         out = [f'<g class="legend"><text x="10" y="{y - 14}" font-size="10" fill="#555">legend</text>']
         for i, (style, text) in enumerate(items):
             x = 10 + i * step
-            out.extend(line for line in SequenceDiagram._arrow(Arrow(0.0, "", "", "", style), x, x + 60, y + 4)
+            out.extend(line.replace('class="arrow ', 'class="sample ')   # a sample, not an arrow of the chat
+                       for line in SequenceDiagram._arrow(Arrow(0.0, "", "", "", style), x, x + 60, y + 4)
                        if not line.startswith("<text"))
             out.append(f'<text x="{x + 68}" y="{y + 8}">{escape(text)}</text>')
         out.append("</g>")

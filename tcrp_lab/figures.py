@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.patches
+import matplotlib.ticker
 from matplotlib.figure import Figure
 
 from .explain import visible
@@ -255,18 +257,23 @@ def loss_timeline(events: Iterable[Any], user: str, *, dropped: Any = (), title:
                 marks["dropped on the way"][0].append((ms(t), chat))
         if chat in acked:
             marks["ack received"][0].append((ms(acked[chat]), chat))
+    finish = max([*acked.values(), *(t for copies in sends.values() for t, _ in copies)])
     for t, first, last in resends:
+        if t > finish:    # asked after the last of these chats was acknowledged: another story
+            continue
         for seq in range(first, last + 1):
             if seq in seq_to_id:
                 marks["a resend asked for it"][0].append((ms(t), seq_to_id[seq]))
     for label, (points, marker, colour) in marks.items():
         if points:
             xs, ys = zip(*points)
-            top.scatter(xs, ys, marker=marker, s=46 if marker == "x" else 26, facecolors=colour,
+            top.scatter(xs, ys, marker=marker, s=46 if marker == "x" else 14 if marker == "D" else 26, facecolors=colour,
                         edgecolors="black" if marker != "x" else None, color=colour if marker == "x" else None,
                         linewidths=1.6 if marker == "x" else 0.7, label=label, zorder=3)
     top.set_ylabel(f"{_text(user, 20)}'s chat id")
-    top.legend(loc="upper left", fontsize=7, ncol=2)
+    top.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    top.set_xlim(-0.03 * ms(finish), 1.05 * ms(finish))
+    top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
     top.set_title(title or f"{_text(user, 20)}'s chats on a lossy link: each copy, each drop, each ack")
 
     timer, in_flight, retransmitted = RetransmitTimer(), [], set()
@@ -288,7 +295,7 @@ def loss_timeline(events: Iterable[Any], user: str, *, dropped: Any = (), title:
                 samples.append((ms(e.time), rtt * 1000))
                 steps.append((ms(e.time), timer.rto))
             in_flight.remove(chat)
-    steps.append((max(ms(t) for copies in sends.values() for t, _ in copies), timer.rto))
+    steps.append((ms(finish), timer.rto))
     xs, ys = zip(*steps)
     bottom.step(xs, [y * 1000 for y in ys], where="post", color="black", linestyle="-", label="RTO")
     if samples:
@@ -298,7 +305,7 @@ def loss_timeline(events: Iterable[Any], user: str, *, dropped: Any = (), title:
     bottom.set_ylabel("ms (log)")
     bottom.set_xlabel(f"time since {_text(user, 20)}'s first chat (ms)")
     bottom.set_title("the retransmission timeout, replayed from the acks", loc="left", fontsize=9)
-    bottom.legend(loc="upper right", fontsize=7)
+    bottom.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
     copies = sum(len(c) for c in sends.values())
     return Picture(figure, f"loss timeline of {user}: {len(sends)} chats, {copies} copies sent, "
                            f"{len(acked)} acked")
