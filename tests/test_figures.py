@@ -10,13 +10,11 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("matplotlib", reason="the figures need the lab extra")   # installed with [lab]
-
-from tcrp_lab.figures import (  # noqa: E402
+from tcrp_lab.figures import (
     accept_timeline, bench_figure, header_figure, keystream_figure, loss_timeline, retransmissions,
 )
-from tcrp_lab.protocol import HEADER_SIZE  # noqa: E402
-from tcrp_lab.trace import Trace  # noqa: E402
+from tcrp_lab.protocol import HEADER_SIZE
+from tcrp_lab.trace import Trace
 
 FIXTURE = Path(__file__).with_name("trace_join_loss.jsonl")
 ROWS = {"serial loop": [("silent", 0.0, 0.001, 1.0), ("bob", 0.002, 1.0, 1.001)],
