@@ -41,7 +41,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from .crypto import ServerHello
 from .explain import visible
-from .protocol import Ack, Chat, Datagram, Message, Payload, ProtocolError, Resend, RoomChat, SystemEvent, Welcome
+from .protocol import Ack, Chat, Datagram, Message, ProtocolError, Resend, RoomChat, SystemEvent, Welcome
 
 __all__ = ["Arrow", "SequenceDiagram", "sequence_diagram"]
 
