@@ -49,6 +49,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .arguments import positive
@@ -539,6 +540,7 @@ def _summary(room: Room, sent: dict[tuple[int, int], int], start_ns: int, cpu: f
         "messages": len(sent), "deliveries": delivered, "loss": max(0.0, 1 - delivered / expected) if expected else 0.0,
         "seconds": elapsed, "deliveries_per_s": delivered / elapsed,
         "latency_p50_ms": _percentile(latencies, 50), "latency_p99_ms": _percentile(latencies, 99),
+        "latency_cdf_ms": [_percentile(latencies, q) for q in range(101)] if latencies else [],   # for --plot
         "cpu_us_per_delivery": cpu / delivered * 1e6 if delivered else 0.0,
     }
 
@@ -958,6 +960,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--burst-members", type=whole, help="members sending at once in the burst")
     parser.add_argument("--idle-members", type=whole, help="idle members for the memory figure")
     parser.add_argument("--rounds", type=whole, help="repetitions of joins, full speed and burst")
+    parser.add_argument("--plot", metavar="PATH", help="also draw the latency CDFs (ours vs the relay) and, with "
+                        "--adversary, the ratios per attacker, as one PNG (needs matplotlib: the lab extra)")
+    parser.add_argument("--from-json", metavar="FILE", action="append",
+                        help="with --plot: draw from results saved with --json instead of measuring (repeatable: "
+                             "a plain run and an adversary run give both panels)")
     parser.add_argument("--child", choices=("server", "relay", "attacker"), help=argparse.SUPPRESS)
     parser.add_argument("--max-members", type=int, default=256, help=argparse.SUPPRESS)
     parser.add_argument("--lifted", action="store_true", help=argparse.SUPPRESS)
@@ -978,6 +985,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         attacker_main()
         return 0
 
+    if args.from_json:
+        if not args.plot:
+            parser.error("--from-json is for --plot: add --plot PATH")
+        return _plot([json.loads(Path(f).read_text(encoding="utf-8")) for f in args.from_json], args.plot)
     try:
         import psutil  # noqa: F401 - the server's CPU time and RSS
     except ImportError:
@@ -1035,6 +1046,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         show = adversary_table if args.adversary else table
         Console(width=None if sys.stdout.isatty() else 120).print(show(result))
+    if args.plot:
+        return _plot([result], args.plot)
+    return 0
+
+
+def _plot(results: list[dict[str, Any]], path: str) -> int:
+    """Write :func:`tcrp_lab.figures.bench_figure` of ``results`` to ``path`` (PNG)."""
+    try:
+        from .figures import bench_figure
+    except ImportError:
+        print("--plot needs matplotlib: pip install 'tcrp_lab[lab]' (or: pip install matplotlib)", file=sys.stderr)
+        return 2
+    bench_figure(results).save(path, dpi=100)
+    print(f"wrote {path}", file=sys.stderr)
     return 0
 
 

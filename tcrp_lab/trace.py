@@ -12,6 +12,7 @@ or receive, and this module records and renders those events.
 * :func:`explain` (from :mod:`tcrp_lab.explain`, re-exported here) lays out one packet (an event,
   or raw bytes) as a hex dump with every field coloured, named and decoded, with its byte range —
   and, where the keys are known, the plaintext explained the same way.
+* :meth:`Trace.sequence_diagram` draws the events as a sequence diagram (:mod:`tcrp_lab.diagrams`).
 * :class:`LiveLog` prints each packet as it passes (``python -m tcrp_lab.server --trace``), on a
   printer thread of its own.
 
@@ -187,6 +188,14 @@ class Trace(JupyterMixin):
                       if all(getattr(e, name) in values for name, values in wanted.items())
                       and (where is None or where(e))), limit=self.limit, event_bytes=self.event_bytes,
                      total_bytes=self.total_bytes)
+
+    def sequence_diagram(self, **options: Any) -> Any:
+        """The events as a sequence diagram (SVG in a notebook, or ``.to_mermaid()``); the options
+        (session, user, transport, start, end, side, exclude, dropped, times, title) are those of
+        :func:`tcrp_lab.diagrams.sequence_diagram`."""
+        from .diagrams import sequence_diagram
+
+        return sequence_diagram(self.events, **options)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         events = self.events
