@@ -271,3 +271,51 @@ def test_held_chats_keep_their_place_in_the_send_window_so_the_server_never_hold
     session.receive(Ack(id=1, seq=1, upto=SEND_WINDOW), 0.02)   # 1 arrives: all of them posted
     out, _ = session.poll(0.021)
     assert [p.id for p in out if isinstance(p, Chat)] == list(range(SEND_WINDOW + 1, SEND_WINDOW + 11))
+
+
+def test_the_session_imports_no_socket_thread_or_clock():
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import tcrp_lab.session
+
+    tree = ast.parse(Path(tcrp_lab.session.__file__).read_text(encoding="utf-8"))
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert not imported & {"socket", "select", "selectors", "threading", "time", "asyncio", "datetime"}
+    code = ("import sys, tcrp_lab.session; "
+            "print([m for m in ('socket', 'select', 'selectors', 'tcrp_lab.client', 'tcrp_lab.server') "
+            "if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize(("end", "state"), [
+    (lambda s: s.receive(RoomClosed(reason="host_timeout"), 1.0), MemberState.ROOM_CLOSED),
+    (lambda s: s.receive(Kicked(reason="timeout"), 1.0), MemberState.KICKED),
+    (lambda s: s.leave(), MemberState.LEFT),
+    (lambda s: s.close(), MemberState.CLOSED),
+])
+def test_every_end_state_is_reached_once_and_silences_every_timer(end, state):
+    session = joined()
+    session.send("pending", 0.5)
+    session.receive(chat(3), 0.6)                          # a gap, so a resend timer runs too
+    end(session)
+    assert session.state is state and not session.state.active
+    assert session.poll(100.0) == ([], [])                 # no retransmission, resend or ping after the end
+    assert session.leave() == [] and session.state is state   # the first end stays the end
+
+
+def test_room_traffic_brings_the_next_ping_forward_to_notice_a_lost_tail():
+    from tcrp_lab.session import TAIL_CHECK
+    session = joined(ping_interval=2.0)
+    session.receive(chat(1), 0.5)
+    assert session.next_deadline(0.5) == pytest.approx(0.5 + TAIL_CHECK)
+    out, _ = session.poll(0.5 + TAIL_CHECK)
+    assert out == [Ping()]
+    session.receive(Pong(seq=2), 0.9)                       # the room has a message we never got
+    out, _ = session.poll(0.9 + GAP_GRACE + 0.01)
+    assert [p for p in out if isinstance(p, Resend)] == [Resend(2, 2)]
