@@ -36,19 +36,19 @@ class ChatPage(widgets.VBox):
         self.notice = _classed(widgets.HTML(), "tcrp-page-notice")
         self.panel: ChatPanel | None = None
         self.slot = widgets.VBox()
-        self.connect.on_click(lambda _: self.open())
+        self.connect.on_click(lambda _: self.connect_to_server())
         title = widgets.HTML("<h2 style='margin:4px 0 8px;font-family:sans-serif'>TCRP chat</h2>")
         form = widgets.VBox([self.server, self.fingerprint, widgets.HBox([self.connect]), self.notice],
                             layout=widgets.Layout(width="450px"))
         super().__init__([title, form, self.slot], layout=widgets.Layout(align_items="center", padding="12px"))
         _classed(self, "tcrp-page")
         if server:
-            self.open()
+            self.connect_to_server()
 
     def __repr__(self) -> str:
         return "ChatPage()"
 
-    def open(self) -> None:
+    def connect_to_server(self) -> None:
         """Open a chat panel on the server the form names (closing the previous one)."""
         text = self.server.value.strip()
         try:
