@@ -50,7 +50,7 @@ test: install system-deps
 
 # The same without the browser and notebooks, for a quick loop while editing.
 test-fast: install
-	$(BIN)/python -m pytest tests -m "not browser and not notebook" -x -q
+	$(BIN)/python -m pytest tests -m "not browser and not notebook and not wheel" -x -q
 
 # Regenerate the student edition (notebooks/NN_*.ipynb) from notebooks/solutions/ after editing a lesson.
 editions: install
