@@ -199,3 +199,21 @@ def test_an_unknown_command_says_which_exist():
     out = subprocess.run([sys.executable, "-m", "tcrp_lab", "serve"], capture_output=True, text=True, timeout=60,
                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
     assert out.returncode == 2 and "lab" in out.stderr and "server" in out.stderr
+
+
+def test_tcrp_lab_server_prints_its_status_endpoint_and_tokens_that_work(tmp_path):
+    from tests.test_cli import Running
+
+    run = Running("tcrp_lab", "server", "--tcp-port", "0", "--udp-port", "0", "--status-port", "0",
+                  "--key", str(tmp_path / "key.pem"))
+    try:
+        url = run.expect(r"status endpoint (http://127\.0\.0\.1:\d+)").group(1)
+        token = run.expect(r"status token (\S+) \(read-only\)").group(1)
+        admin = run.expect(r"admin token (\S+) ").group(1)
+        assert token != admin
+        assert _request(f"{url}/status")[0] == 401
+        code, status = _request(f"{url}/status", token)
+        assert code == 200 and status["server"]["profile"] == "TCRP/2" and status["rooms"] == []
+        assert _request(f"{url}/close-room", admin, {"room": "none"})[0] == 404   # the admin token acts
+    finally:
+        run.kill()
