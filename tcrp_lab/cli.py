@@ -173,6 +173,8 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         console.print(Text(str(exc), style="red"))
         return 1
+    done = threading.Event()   # before "ready" is printed: a SIGTERM from then on stops cleanly
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
     address = server.address
     console.print(f"[bold green]TCRP server ready[/] ({server.profile.name}) on [bold]{address.host}[/] "
                   f"tcp [bold]{address.tcp_port}[/], udp [bold]{address.udp_port}[/]")
@@ -181,8 +183,6 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     if args.host in ("0.0.0.0", ""):
         console.print("[yellow]Listening on every interface: anyone who can reach this machine can join.[/]")
     status = _start_status(args, server, console)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:
         while not done.wait(0.5):
             pass
