@@ -82,8 +82,8 @@ setup_podman() {
     [ "$(id -u)" -eq 0 ] || fail "podman mode runs rootful podman and apt: run it as root (sudo make test-container)"
     local need=() cmd
     for cmd in podman runc debootstrap; do command -v "$cmd" >/dev/null || need+=("$cmd"); done
-    # netavark with aardvark-dns: containers of a compose project find each other by service name.
-    for cmd in netavark aardvark-dns; do [ -x "/usr/lib/podman/$cmd" ] || need+=("$cmd"); done
+    # CNI's dnsname plugin: containers of a compose project find each other by service name.
+    [ -x /usr/lib/cni/dnsname ] || need+=(golang-github-containernetworking-plugin-dnsname)
     if [ ${#need[@]} -gt 0 ]; then
         log "installing ${need[*]} with apt"
         apt-get -o DPkg::Lock::Timeout=300 update -qq
@@ -94,7 +94,7 @@ setup_podman() {
         }
     fi
     # crun fails on this machine's cgroups, and the default ulimits are too low for pip and Jupyter;
-    # netavark, not CNI, so that compose's service names resolve (aardvark-dns).
+    # CNI, as podman 4.3 picks by default here, named so that installing netavark changes nothing.
     cat >"$WORK/containers.conf" <<'EOF'
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
@@ -103,7 +103,7 @@ default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
 runtime = "runc"
 
 [network]
-network_backend = "netavark"
+network_backend = "cni"
 EOF
     export CONTAINERS_CONF="$WORK/containers.conf"
 }
