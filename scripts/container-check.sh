@@ -287,9 +287,9 @@ bob = ChatClient.join_room(("server", port), "compose", username="bob", password
 alice.send("hello bob, through the server container")
 bob.wait_for_messages(1, timeout=15)
 bob.send("hello alice")
-alice.wait_for_messages(1, timeout=15)
-assert bob.messages[0].text == "hello bob, through the server container", bob.messages
-assert alice.messages[0].text == "hello alice", alice.messages
+alice.wait_for_messages(2, timeout=15)   # hers, then the one from bob
+assert [m.text for m in bob.messages if not m.mine] == ["hello bob, through the server container"], bob.messages
+assert [m.text for m in alice.messages if not m.mine] == ["hello alice"], alice.messages
 url = "http://server:9003/status"
 try:
     urllib.request.urlopen(url, timeout=5)
