@@ -4,6 +4,8 @@
 #   docker run --rm -p 8888:8888 tcrp_lab                     # open the URL with the token it prints
 #   docker run --rm -p 9001:9001/tcp -p 9002:9002/udp tcrp_lab \
 #       python -m tcrp_lab.server --host 0.0.0.0              # only the classroom chat server
+#   docker run --rm -p 8866:8866 tcrp_lab tcrp-lab chat       # only the standalone chat page
+#   compose.yaml runs the three together (a classroom)
 #
 # Binder builds this file too (repo2docker passes NB_USER and NB_UID as build args and starts the
 # container with `jupyter notebook ...`, which is why the notebook package is installed as well).
@@ -13,8 +15,8 @@ FROM debian:bookworm-slim
 
 LABEL org.opencontainers.image.title="tcrp_lab" \
       org.opencontainers.image.description="JupyterLab on the tcrp_lab lessons: networking and applied cryptography through a real group chat" \
-      org.opencontainers.image.source="https://github.com/tcrp-lab/tcrp_lab" \
       org.opencontainers.image.licenses="MIT"
+# No org.opencontainers.image.source: add it where you publish the image (--label ...source=URL).
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
@@ -42,7 +44,10 @@ RUN python3 -m venv "${VIRTUAL_ENV}" \
                    print(*p["dependencies"], *p["optional-dependencies"]["lab"], sep="\n")' \
         > /tmp/tcrp_lab/requirements.txt \
     && pip install --no-cache-dir -r /tmp/tcrp_lab/requirements.txt "notebook>=7,<8"
-COPY README.md /tmp/tcrp_lab/
+# The wheel carries the lessons as package data (tcrp-lab lessons / lab), mapped from these folders.
+COPY README.md LICENSE /tmp/tcrp_lab/
+COPY notebooks/ /tmp/tcrp_lab/notebooks/
+COPY docs/ /tmp/tcrp_lab/docs/
 COPY tcrp_lab/ /tmp/tcrp_lab/tcrp_lab/
 RUN pip install --no-cache-dir --no-deps "/tmp/tcrp_lab[lab]" \
     && pip check \
@@ -69,7 +74,7 @@ RUN useradd --no-log-init --create-home --shell /bin/bash \
 WORKDIR ${HOME}
 COPY --chown=${NB_UID}:${NB_GID} notebooks/ ${HOME}/notebooks/
 COPY --chown=${NB_UID}:${NB_GID} docs/ ${HOME}/docs/
-COPY --chown=${NB_UID}:${NB_GID} README.md ${HOME}/README.md
+COPY --chown=${NB_UID}:${NB_GID} README.md LICENSE ${HOME}/
 
 # JupyterLab opens on the first lesson of the student edition (the build fails if it is missing),
 # with no "Jupyter news?" toast and no update check. The config lives in the environment, so
@@ -83,8 +88,12 @@ RUN test -f notebooks/00_start_here.ipynb \
 
 USER ${NB_UID}
 
-# 8888 JupyterLab; 9001/tcp rooms and 9002/udp chat of a classroom TCRP server.
-EXPOSE 8888 9001/tcp 9002/udp
+# `tcrp-lab chat` listens on every interface of the container (the port is what you publish).
+ENV TCRP_CHAT_IP=0.0.0.0
+
+# 8888 JupyterLab; 9001/tcp rooms and 9002/udp chat of a classroom TCRP server; 9003 its status
+# endpoint (loopback unless --status-host); 8866 the standalone chat page.
+EXPOSE 8888 9001/tcp 9002/udp 9003/tcp 8866
 
 # /api answers without a token once the server is up (the docker-stacks check does the same).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \

@@ -15,7 +15,7 @@ endif
 STAMP := $(BIN)/.tcrp_lab-installed
 NBVAL := --nbval --nbval-current-env --nbval-cell-timeout=120 --nbval-sanitize-with notebooks/sanitize.cfg
 
-.PHONY: lab test test-fast test-container editions install system-deps server bench clean
+.PHONY: lab chat test test-fast test-container editions install system-deps server bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,16 +31,17 @@ install: $(STAMP)
 system-deps:
 	@bash scripts/install-system-deps.sh
 
-# Opens the student edition on lesson 00 (worked answers one folder away, in solutions/); no news or
-# update pop-ups; --allow-root only when run as root (e.g. in a container).
-LAB_FLAGS := --notebook-dir=notebooks --LabApp.default_url=/lab/tree/00_start_here.ipynb \
-	--LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate \
-	$(if $(filter 0,$(shell id -u)),--allow-root,)
-
+# Opens the student edition on lesson 00 (worked answers one folder away, in solutions/) through
+# `tcrp-lab lab`: no news toast or update check (an overrides.json in a per-run settings folder, as
+# the image has), --allow-root only when run as root (e.g. in a container).
 LAB_ARGS ?=
 
 lab: install
-	$(BIN)/python -m jupyterlab $(LAB_FLAGS) $(LAB_ARGS)
+	$(BIN)/python -m tcrp_lab lab notebooks $(LAB_ARGS)
+
+# The standalone chat page (Voilà) on http://127.0.0.1:8866.
+chat: install
+	$(BIN)/python -m tcrp_lab chat
 
 # nbval strict on the instructor edition; tests/test_editions.py checks the student edition is up
 # to date, answer-free, and runs with each exercise's checker saying "not yet".
@@ -49,7 +50,7 @@ test: install system-deps
 
 # The same without the browser and notebooks, for a quick loop while editing.
 test-fast: install
-	$(BIN)/python -m pytest tests -m "not browser and not notebook" -x -q
+	$(BIN)/python -m pytest tests -m "not browser and not notebook and not wheel" -x -q
 
 # Regenerate the student edition (notebooks/NN_*.ipynb) from notebooks/solutions/ after editing a lesson.
 editions: install

@@ -10,7 +10,12 @@
 #      two clients chat both ways (scripts/chat_probe.py);
 #   3. the same with the image running only the classroom server (the README's command);
 #   4. Binder's way: built with other NB_USER/NB_UID build args and started as
-#      `jupyter notebook --ip=0.0.0.0 --port=8888`, it answers /api/status as that user.
+#      `jupyter notebook --ip=0.0.0.0 --port=8888`, it answers /api/status as that user;
+#   5. compose.yaml with podman-compose (PyPI's, installed in a throwaway venv; `docker compose` with
+#      Docker): the server, lab and chat services start on the image built above, two clients in the
+#      lab container chat through the server container by its service name, the status endpoint
+#      answers them from the lab container with its token (and refuses without), the key is on its
+#      volume, and the chat page answers on the host.
 #
 #   bash scripts/container-check.sh                          # podman (the default)
 #   CONTAINER_ENGINE=docker bash scripts/container-check.sh  # Docker and the real base image
@@ -77,22 +82,28 @@ setup_podman() {
     [ "$(id -u)" -eq 0 ] || fail "podman mode runs rootful podman and apt: run it as root (sudo make test-container)"
     local need=() cmd
     for cmd in podman runc debootstrap; do command -v "$cmd" >/dev/null || need+=("$cmd"); done
+    # CNI's dnsname plugin: containers of a compose project find each other by service name.
+    [ -x /usr/lib/cni/dnsname ] || need+=(golang-github-containernetworking-plugin-dnsname)
     if [ ${#need[@]} -gt 0 ]; then
         log "installing ${need[*]} with apt"
         apt-get -o DPkg::Lock::Timeout=300 update -qq
         DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
-            --no-install-recommends podman runc debootstrap >"$WORK/apt.log" 2>&1 || {
+            --no-install-recommends "${need[@]}" >"$WORK/apt.log" 2>&1 || {
             tail -20 "$WORK/apt.log"
-            fail "apt-get install podman runc debootstrap failed"
+            fail "apt-get install ${need[*]} failed"
         }
     fi
-    # crun fails on this machine's cgroups, and the default ulimits are too low for pip and Jupyter.
+    # crun fails on this machine's cgroups, and the default ulimits are too low for pip and Jupyter;
+    # CNI, as podman 4.3 picks by default here, named so that installing netavark changes nothing.
     cat >"$WORK/containers.conf" <<'EOF'
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
 
 [engine]
 runtime = "runc"
+
+[network]
+network_backend = "cni"
 EOF
     export CONTAINERS_CONF="$WORK/containers.conf"
 }
@@ -225,4 +236,89 @@ user=$("$ENGINE" exec "$binder" id -u):$("$ENGINE" exec "$binder" id -un)
 "$ENGINE" exec "$binder" test -w /home/binder/notebooks/00_start_here.ipynb || fail "Binder's user cannot write its notebooks"
 log "Binder launch: /api/status 200 as $user"
 
-log "OK: built, served JupyterLab, chatted through the container, and launched as Binder does"
+# 5. the classroom: compose.yaml's three services on the image built above
+compose_check() {
+    local project=tcrp-check-$$ compose=() status_token admin_token
+    if [ "$ENGINE" = podman ]; then
+        if ! command -v podman-compose >/dev/null; then
+            log "installing podman-compose (PyPI) in a throwaway venv"
+            python3 -m venv "$WORK/compose-venv" && "$WORK/compose-venv/bin/pip" install -q podman-compose >"$WORK/pip-compose.log" 2>&1 || {
+                tail -20 "$WORK/pip-compose.log"
+                fail "pip install podman-compose failed"
+            }
+            compose=("$WORK/compose-venv/bin/podman-compose")
+        else
+            compose=(podman-compose)
+        fi
+    else
+        compose=(docker compose)
+    fi
+    compose+=(-p "$project" -f compose.yaml)
+    status_token=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+    admin_token=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+    read -r c_tcp c_udp c_status c_lab c_chat <<<"$(free_ports tcp udp tcp tcp tcp)"
+    export TCRP_IMAGE=$IMAGE TCRP_TCP_PORT=$c_tcp TCRP_UDP_PORT=$c_udp TCRP_STATUS_PORT=$c_status \
+        TCRP_LAB_PORT=$c_lab TCRP_CHAT_PORT=$c_chat JUPYTER_TOKEN=$TOKEN \
+        TCRP_STATUS_TOKEN=$status_token TCRP_ADMIN_TOKEN=$admin_token
+    compose_down() { "${compose[@]}" down -v >/dev/null 2>&1 || true; }
+    trap 'compose_down; cleanup' EXIT
+    log "compose: ${compose[*]} up -d (server, lab, chat)"
+    "${compose[@]}" up -d >"$WORK/compose-up.log" 2>&1 || { tail -40 "$WORK/compose-up.log"; fail "compose up failed"; }
+    local lab_c server_c
+    lab_c=$("$ENGINE" ps -q --filter "label=com.docker.compose.project=$project" --filter "label=com.docker.compose.service=lab" | head -1)
+    server_c=$("$ENGINE" ps -q --filter "label=com.docker.compose.project=$project" --filter "label=com.docker.compose.service=server" | head -1)
+    [ -n "$lab_c" ] && [ -n "$server_c" ] || { "${compose[@]}" ps; fail "compose: the lab or server container is not running"; }
+    "$PYTHON" scripts/lab_probe.py --url "http://127.0.0.1:$c_lab" --token "$TOKEN" --minimal || fail "compose: JupyterLab"
+    # Two members in the lab container, the server reached by its service name; bounded waits throughout.
+    "$ENGINE" exec -e T="$status_token" "$lab_c" python -c '
+import json, os, sys, time, urllib.error, urllib.request
+from tcrp_lab import ChatClient
+port = int(sys.argv[1])
+deadline = time.monotonic() + 60
+while True:   # the server container may still be starting
+    try:
+        alice = ChatClient.create_room(("server", port), "compose", username="alice", password="pw")
+        break
+    except Exception as exc:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"cannot reach server:{port}: {exc}")
+        time.sleep(0.5)
+bob = ChatClient.join_room(("server", port), "compose", username="bob", password="pw")
+alice.send("hello bob, through the server container")
+bob.wait_for_messages(1, timeout=15)
+bob.send("hello alice")
+alice.wait_for_messages(2, timeout=15)   # hers, then the one from bob
+assert [m.text for m in bob.messages if not m.mine] == ["hello bob, through the server container"], bob.messages
+assert [m.text for m in alice.messages if not m.mine] == ["hello alice"], alice.messages
+url = "http://server:9003/status"
+try:
+    urllib.request.urlopen(url, timeout=5)
+    raise SystemExit("the status endpoint answered without a token")
+except urllib.error.HTTPError as exc:
+    assert exc.code == 401, exc.code
+status = json.load(urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": "Bearer " + os.environ["T"]}), timeout=5))
+assert {m["name"] for m in status["rooms"][0]["members"]} == {"alice", "bob"}, status["rooms"]
+print("compose: alice and bob chatted through server:%d; the status endpoint lists them" % port)
+alice.close(); bob.close()
+' "$c_tcp" 2>&1 || fail "compose: chat from the lab container through the server container"
+    "$ENGINE" exec "$server_c" test -s /home/jovyan/.tcrp_lab/server_key.pem || fail "compose: the server key is not on its volume"
+    "$PYTHON" - "$c_chat" <<'EOF' || fail "compose: the chat page does not answer on the host"
+import sys, time, urllib.request
+url, deadline = f"http://127.0.0.1:{sys.argv[1]}/", time.monotonic() + 60
+while True:   # Voilà starts in a few seconds
+    try:
+        page = urllib.request.urlopen(url, timeout=10).read().decode()
+        break
+    except OSError as exc:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{url}: {exc}")
+        time.sleep(0.5)
+assert "from tcrp_lab.chatpage import" not in page, "the chat page shows its code"
+print("compose: the chat page answers on", url)
+EOF
+    log "compose: three services up, chat through the server container, status endpoint, chat page on the host"
+    compose_down
+}
+compose_check
+
+log "OK: built, served JupyterLab, chatted through the container, launched as Binder does, and ran compose.yaml"

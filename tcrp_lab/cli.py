@@ -86,9 +86,37 @@ def server_parser() -> argparse.ArgumentParser:
                    help="UDP sockets sharing the port, one queue per group of source addresses, so that one "
                         "flooding address fills only its own (default 64, at most 256; Linux; the legacy design "
                         "has one)")
+    p.add_argument("--status-host", default="127.0.0.1",
+                   help="address of the status endpoint a teacher's dashboard reads (default 127.0.0.1; TCRP.md §9)")
+    p.add_argument("--status-port", type=port, default=9003, help="its port (default 9003; 0 = free port)")
+    p.add_argument("--no-status", action="store_true", help="no status endpoint")
     p.add_argument("--version", action="version", version=f"tcrp_lab {__version__}")
     _limit_flags(p)
     return p
+
+
+def _start_status(args: argparse.Namespace, server: object, console: Console) -> object | None:
+    """The status endpoint (TCRP.md §9), its tokens from $TCRP_STATUS_TOKEN / $TCRP_ADMIN_TOKEN or made now."""
+    import os
+
+    from .control import ServerControl
+    from .status import StatusEndpoint
+
+    if args.no_status or args.legacy:   # TCRP/1 has no operator
+        return None
+    try:
+        endpoint = StatusEndpoint(ServerControl(server), args.status_host, args.status_port,
+                                  os.environ.get("TCRP_STATUS_TOKEN") or None,
+                                  os.environ.get("TCRP_ADMIN_TOKEN") or None).start()
+    except (OSError, ValueError) as exc:
+        console.print(Text(f"no status endpoint: {exc}", style="yellow"))
+        return None
+    # One token a line, never wrapped: they are copied from the terminal or `docker compose logs`.
+    console.print(f"status endpoint [bold]{endpoint.url}[/] (ServerDashboard in a notebook reads it)", soft_wrap=True)
+    console.print(f"status token [bold]{endpoint.token}[/] (read-only)", soft_wrap=True)
+    console.print(f"admin token [bold]{endpoint.admin_token}[/] (closes rooms, removes members: keep it to yourself)",
+                  soft_wrap=True)
+    return endpoint
 
 
 def server_main(argv: Sequence[str] | None = None) -> int:
@@ -124,6 +152,8 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         console.print(Text(str(exc), style="red"))
         return 1
+    done = threading.Event()   # before "ready" is printed: a SIGTERM from then on stops cleanly
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
     address = server.address
     console.print(f"[bold green]TCRP server ready[/] ({server.profile.name}) on [bold]{address.host}[/] "
                   f"tcp [bold]{address.tcp_port}[/], udp [bold]{address.udp_port}[/]")
@@ -131,8 +161,7 @@ def server_main(argv: Sequence[str] | None = None) -> int:
         console.print(f"key fingerprint [bold]{server.fingerprint}[/]  (students can pin it)")
     if args.host in ("0.0.0.0", ""):
         console.print("[yellow]Listening on every interface: anyone who can reach this machine can join.[/]")
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    status = _start_status(args, server, console)
     try:
         while not done.wait(0.5):
             pass
@@ -142,6 +171,8 @@ def server_main(argv: Sequence[str] | None = None) -> int:
         console.print("stopping: TCRP/1 has no shutdown notice, so members are not told; they find out by silence…")
     else:
         console.print("stopping: telling every member the server is shutting down…")
+    if status is not None:
+        status.stop()
     server.stop()
     if args.trace:
         trace.close()   # the printer thread prints what it still has

@@ -144,6 +144,7 @@ class RoomRegistry:
         self._rooms_by: Counter[str] = Counter()          # source address -> rooms it created, open
         self._provisional_by: Counter[str] = Counter()    # source address -> sessions without a hello
         self._history_bytes = 0
+        self.chats_posted = 0     # room chats posted since the start (a dashboard's messages per second)
         self._guesses: Backoff[tuple[str, str]] = Backoff(self.limits.password_backoff, self.limits.password_backoff_max,
                                                           free=self.limits.password_free_tries)
         self._scrypt = threading.BoundedSemaphore(max(1, self.limits.max_password_checks))
@@ -170,6 +171,22 @@ class RoomRegistry:
 
     def room(self, name: str) -> Room | None:
         return self._rooms.get(name)
+
+    def overview(self, max_rooms: int, max_members: int) -> dict[str, Any]:
+        """Rooms and members right now, for a teacher: at most ``max_rooms`` rooms (the fullest first)
+        and ``max_members`` members each, with how many were left out."""
+        now = self.clock()
+        with self._lock:
+            rooms = sorted(self._rooms.values(), key=lambda r: (-len(r.members), r.name))
+            shown = [{
+                "name": room.name, "host": room.host, "has_password": room.has_password, "seq": room.seq,
+                "member_count": len(room.members),
+                "members": [{"name": m.username, "is_host": m.is_host, "joined": not m.provisional,
+                             "address": f"{m.address[0]}:{m.address[1]}" if m.address else None,
+                             "source": m.source, "idle": round(max(0.0, now - m.last_activity), 1)}
+                            for m in list(room.members.values())[:max_members]],
+            } for room in rooms[:max_rooms]]
+            return {"rooms": shown, "room_count": len(rooms), "member_count": len(self._sessions)}
 
     # --- joining ---------------------------------------------------------------------------
 
@@ -386,6 +403,7 @@ class RoomRegistry:
 
     def _post_chat(self, member: Member, chat_id: int, text: str) -> list[Delivery]:
         room = member.room
+        self.chats_posted += 1
         delivery = self._post(room, RoomChat, sender=member.username, text=text, ts=round(self.wall_clock(), 3))
         self._remember(member, chat_id, room.seq)
         # The room copy first: the sender then rarely sees an ack for a seq it has not got yet.
@@ -484,6 +502,34 @@ class RoomRegistry:
                     deliveries.append(self._post(member.room, SystemEvent, event="timeout", user=member.username,
                                                  text=f"{member.username} timed out"))
         return deliveries
+
+    def close_room(self, name: str, reason: str = "closed_by_operator") -> list[Delivery]:
+        """The server's operator closes room ``name`` (§7): every member gets ``room_closed``.
+        Raises KeyError if there is no such room."""
+        with self._lock:
+            room = self._rooms.get(name)
+            if room is None:
+                raise KeyError(name)
+            return self._close(room, reason)
+
+    def remove_member(self, room_name: str, username: str) -> list[Delivery]:
+        """The server's operator removes a member (§7): it gets ``kicked``/``removed_by_operator``, the
+        room a ``removed`` event; removing the host closes the room (``closed_by_operator``), as its
+        leaving would. Raises KeyError if there is no such room or member."""
+        with self._lock:
+            room = self._rooms.get(room_name)
+            member = room.members.get(username) if room is not None else None
+            if member is None or room is None:
+                raise KeyError(f"{username} in {room_name}")
+            deliveries = [Delivery(Kicked(reason="removed_by_operator"), (member,))]
+            if member.is_host:
+                return deliveries + self._close(room, "closed_by_operator", exclude=member)
+            announced = not member.provisional
+            self._remove(member)
+            if announced:
+                deliveries.append(self._post(room, SystemEvent, event="removed", user=username,
+                                             text=f"{username} was removed by the server's operator"))
+            return deliveries
 
     def close_all(self, reason: str = "server_shutdown") -> list[Delivery]:
         with self._lock:

@@ -414,7 +414,7 @@ class MemberSession:
     def _track_members(self, event: RoomEvent) -> None:
         if event.kind == "joined" and event.user not in self.members:
             self.members.append(event.user)  # type: ignore[arg-type]
-        elif event.kind in ("left", "timeout") and event.user in self.members:
+        elif event.kind in ("left", "timeout", "removed") and event.user in self.members:   # §4, §7
             self.members.remove(event.user)  # type: ignore[arg-type]
 
     def _finish(self, state: MemberState, reason: str | None) -> Items:

@@ -62,6 +62,7 @@ _CLOSED_BECAUSE = {
     "host_left": "its host left",
     "host_timeout": "its host was inactive for too long",
     "server_shutdown": "the server shut down",
+    "closed_by_operator": "the server's operator (your teacher) closed it",
 }
 _STATE = {   # client.state -> what the status line says, in which colour
     MemberState.JOINING: ("connecting…", "#b26b00"),
@@ -377,7 +378,9 @@ class ChatPanel(widgets.VBox):
             because = _CLOSED_BECAUSE.get(event.reason or "", event.reason)
             self._end(session, f"The room was closed because {because}.", "error")
         elif event.kind == "kicked":
-            why = "you were inactive for too long" if event.reason == "timeout" else event.reason
+            why = {"timeout": "you were inactive for too long",
+                   "removed_by_operator": "the server's operator (your teacher) removed you"}.get(event.reason or "",
+                                                                                             event.reason)
             self._end(session, f"You were disconnected from the room because {why}.", "error")
         else:
             self._changed(session)
