@@ -16,6 +16,8 @@ import time
 from collections import deque
 from typing import Any
 
+from .events import PacketEvent
+
 __all__ = ["PacketTap", "ServerControl"]
 
 MAX_ROOMS = 50       #: rooms in one status (the fullest first)
@@ -33,15 +35,14 @@ class PacketTap:
         self.packets: deque[dict[str, Any]] = deque(maxlen=limit)
         self.then = then
 
-    def __call__(self, **fields: Any) -> None:
-        peer = fields.get("peer")
+    def __call__(self, event: PacketEvent) -> None:
+        peer = event.peer
         self.packets.append({
-            "time": round(time.time(), 3), "direction": fields.get("direction"), "transport": fields.get("transport"),
-            "kind": str(fields.get("kind") or "?")[:40], "peer": f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "",
-            "user": str(fields.get("user") or "")[:64], "size": len(fields.get("raw") or b""),
-            "error": str(fields.get("error") or "")[:120]})
+            "time": round(event.time, 3), "direction": event.direction, "transport": event.transport,
+            "kind": str(event.kind or "?")[:40], "peer": f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "",
+            "user": str(event.user or "")[:64], "size": event.size, "error": str(event.error or "")[:120]})
         if self.then is not None:
-            self.then(**fields)
+            self.then(event)
 
     def last(self, n: int) -> list[dict[str, Any]]:
         for _ in range(3):

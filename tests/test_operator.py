@@ -14,6 +14,7 @@ import pytest
 
 from tcrp_lab import ChatClient, ChatServer
 from tcrp_lab.control import PACKETS, ServerControl
+from tcrp_lab.events import PacketEvent
 from tcrp_lab.lessons import copy_lessons, lesson_files
 from tcrp_lab.status import RemoteControl, RemoteError, StatusEndpoint
 from tests.conftest import wait_for
@@ -87,7 +88,7 @@ def test_the_status_is_bounded_and_counts_chats(room):
     assert any(p["kind"] == "chat" for p in status["packets"]) and len(status["packets"]) <= PACKETS
     json.dumps(status)   # JSON-ready as it is
     for i in range(PACKETS * 3):   # the tap keeps only the last PACKETS
-        server.trace(direction="in", transport="udp", kind="ping", peer=("127.0.0.1", i), raw=b"x")
+        server.trace(PacketEvent(0.0, "server", "in", "udp", ("127.0.0.1", i), "ping", b"x"))
     assert len(control.status()["packets"]) == PACKETS
 
 
