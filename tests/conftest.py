@@ -9,12 +9,37 @@ from pathlib import Path
 
 import pytest
 
+from tcrp_lab.known_servers import ENV as KNOWN_SERVERS_ENV
+
 VECTORS_PATH = Path(__file__).with_name("tcrp2.json")
+VECTORS3_PATH = Path(__file__).with_name("tcrp3.json")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _known_servers_for_the_session(tmp_path_factory: pytest.TempPathFactory):
+    """Clients remember servers (trust on first use) in a file of the test run's, never in the real home."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv(KNOWN_SERVERS_ENV, str(tmp_path_factory.mktemp("session_known") / "known_servers"))
+    yield
+    patch.undo()
+
+
+@pytest.fixture(autouse=True)
+def _known_servers(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test its own: servers on port 0 come back on a port another test's server had, with another key."""
+    path = tmp_path_factory.mktemp("known") / "known_servers"
+    monkeypatch.setenv(KNOWN_SERVERS_ENV, str(path))
+    return path
 
 
 @pytest.fixture(scope="session")
 def vectors() -> dict:
     return json.loads(VECTORS_PATH.read_text())
+
+
+@pytest.fixture(scope="session")
+def vectors3() -> dict:
+    return json.loads(VECTORS3_PATH.read_text())
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> object:
