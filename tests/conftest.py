@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,13 +17,9 @@ VECTORS_PATH = Path(__file__).with_name("tcrp2.json")
 VECTORS3_PATH = Path(__file__).with_name("tcrp3.json")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _known_servers_for_the_session(tmp_path_factory: pytest.TempPathFactory):
-    """Clients remember servers (trust on first use) in a file of the test run's, never in the real home."""
-    patch = pytest.MonkeyPatch()
-    patch.setenv(KNOWN_SERVERS_ENV, str(tmp_path_factory.mktemp("session_known") / "known_servers"))
-    yield
-    patch.undo()
+# Clients remember servers (trust on first use) in a file of the test run's, never in the real home:
+# set now, before test modules copy os.environ for their subprocesses.
+os.environ[KNOWN_SERVERS_ENV] = str(Path(tempfile.mkdtemp(prefix="tcrp_known_")) / "known_servers")
 
 
 @pytest.fixture(autouse=True)
