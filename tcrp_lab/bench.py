@@ -12,6 +12,10 @@ What it measures on loopback (``--json`` prints one JSON object; rich progress g
   no crypto) driven by the same senders and read by the same receivers; ours / relay is the ratio;
 * **memory**: the server's RSS per idle member with 1000 members (20 rooms of 50).
 
+``--handshakes`` measures only the cost of forward secrecy (TCRP.md §2.2): the same 50 joins at once
+on a server speaking handshake version 2 (RSA-OAEP decryption per join) and on one speaking
+version 3 (an RSA-PSS signature and an X25519 computation per join), with the server's CPU per join.
+
 The server and the relay each run in a child process, so their CPU time and RSS are their own.
 The server of these scenarios lifts three classroom budgets (:data:`LIFTED`: ``chat_rate``,
 ``address_rate`` and ``connection_rate``, TCRP.md §8), because one member sends 1000+ chats/s at full
@@ -82,7 +86,7 @@ TARGETS = {  # the issue's targets: (key, comparison, bound, what)
 
 # --- the measured processes ------------------------------------------------------------------
 
-def _serve_chat(max_members: int, lifted: bool) -> None:
+def _serve_chat(max_members: int, lifted: bool, handshake: str = "x25519") -> None:
     """Child: a ChatServer; answers ``stats`` and ``stop`` lines on stdin with JSON lines.
 
     ``lifted``: the throughput scenarios' server (LIFTED budgets, members kept for an hour);
@@ -91,13 +95,13 @@ def _serve_chat(max_members: int, lifted: bool) -> None:
     from .server import ChatServer
 
     options: dict[str, Any] = {"inactivity_timeout": 3600, "max_members": max_members, **LIFTED} if lifted else {}
-    server = ChatServer("127.0.0.1", 0, 0, **options)
+    server = ChatServer("127.0.0.1", 0, 0, handshake=handshake, **options)
     log, logger = _LogTail(), logging.getLogger("tcrp_lab.server")
     logger.addHandler(log)   # what a teacher reads (its reports of drops): kept for the result, not on our stderr
     logger.setLevel(logging.INFO)
     server.start()
     _say({"tcp": server.address.tcp_port, "udp": server.address.udp_port, "fingerprint": server.fingerprint,
-          "limits": dataclasses.asdict(server.limits)})
+          "limits": dataclasses.asdict(server.limits), "version": server.profile.version})
     for line in sys.stdin:
         if line.strip() == "stats":
             stats = server.stats
@@ -168,13 +172,13 @@ class Child:
     ``lifted``: the server runs with the LIFTED budgets; False runs it with every default.
     """
 
-    def __init__(self, kind: str, max_members: int = 256, lifted: bool = True):
+    def __init__(self, kind: str, max_members: int = 256, lifted: bool = True, handshake: str = "x25519"):
         import psutil
 
         self.kind = kind
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tcrp_lab.bench", "--child", kind, "--max-members", str(max_members),
-             *(["--lifted"] if lifted else [])],
+             *(["--lifted"] if lifted else []), "--child-handshake", handshake],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         self.ps = psutil.Process(self.proc.pid)
         ready = self._read()
@@ -182,6 +186,7 @@ class Child:
         self.tcp = ("127.0.0.1", ready.get("tcp", 0))
         self.fingerprint: str | None = ready.get("fingerprint")
         self.limits: dict[str, float] = ready.get("limits", {})
+        self.version: int = ready.get("version", 0)   # the handshake version (TCRP.md §2, §2.2); 0: the relay
 
     def _read(self) -> dict[str, Any]:
         assert self.proc.stdout is not None
@@ -592,7 +597,8 @@ def joins(child: Child, n: int, room: str) -> dict[str, Any]:
     """``n`` guests join an open room at once (each from its own thread, released together): from
     the TCP connect to the ``welcome``, with only the RSA encryption of each client done before."""
     host = join_server(child, room, "host", create=True)
-    prepared = prepare_key_exchanges(child, n)
+    # version 3 cannot be prepared (the client's share answers the server's); its client side is cheap
+    prepared: list[Any] = prepare_key_exchanges(child, n) if child.version == 2 else [None] * n
     barrier = threading.Barrier(n)
     times: list[tuple[float, float]] = [(0.0, 0.0)] * n
     members: list[Member | None] = [None] * n
@@ -616,6 +622,43 @@ def joins(child: Child, n: int, room: str) -> dict[str, Any]:
     per_join = [(t1 - t0) * 1000 for t0, t1 in times]
     return {"wall_s": max(t1 for _, t1 in times) - min(t0 for t0, _ in times),
             "p50_ms": _percentile(per_join, 50), "p95_ms": _percentile(per_join, 95)}
+
+
+def handshake_costs(n: int, rounds: int, step: Callable[[str], None] = lambda what: None) -> dict[str, Any]:
+    """``n`` joins at once on a version 2 server and on a version 3 one: the median of ``rounds``."""
+    out: dict[str, Any] = {"machine": machine(), "joins": n, "rounds": rounds}
+    for handshake in ("rsa", "x25519"):
+        child = Child("server", handshake=handshake)
+        try:
+            results = []
+            for r in range(rounds):
+                step(f"handshake {handshake} (version {child.version}): {n} joins at once, round {r + 1}/{rounds}")
+                cpu0 = child.cpu()
+                results.append(joins(child, n, f"hs-{r}"))
+                results[-1]["server_cpu_ms_per_join"] = (child.cpu() - cpu0) / n * 1000
+            out[f"v{child.version}"] = {"handshake": handshake, "wall_s": _median(results, "wall_s"),
+                                        "p50_ms": _median(results, "p50_ms"), "p95_ms": _median(results, "p95_ms"),
+                                        "server_cpu_ms_per_join": _median(results, "server_cpu_ms_per_join"),
+                                        "rounds": results}
+        finally:
+            child.close()
+    return out
+
+
+def handshake_table(result: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    m = result["machine"]
+    t = Table(title=f"handshake cost: {m['cpus']} cores ({m['cpu']}), load {m['load_average'][0]:g}; "
+                    f"medians of {result['rounds']} round(s)",
+              caption="server CPU per join includes its JOIN_ROOM, COMPLETE and UDP hello/welcome, the same for both")
+    for column in ("handshake", f"{result['joins']} joins at once: wall", "per join p50 / p95", "server CPU per join"):
+        t.add_column(column, justify="left" if column == "handshake" else "right")
+    for version, what in (("v2", "version 2: RSA key transport"), ("v3", "version 3: X25519 + RSA-PSS")):
+        r = result[version]
+        t.add_row(what, f"{r['wall_s'] * 1000:.0f} ms", f"{r['p50_ms']:.1f} / {r['p95_ms']:.1f} ms",
+                  f"{r['server_cpu_ms_per_join']:.2f} ms")
+    return t
 
 
 def idle_memory(members: int, room_size: int = 50) -> dict[str, Any]:
@@ -842,6 +885,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print only one JSON object on stdout")
     parser.add_argument("--adversary", action="store_true",
                         help="measure the legitimate load under each attack: " + ", ".join(ATTACKS))
+    parser.add_argument("--handshakes", action="store_true",
+                        help="only the cost of forward secrecy: --joins joins at once on a handshake version 2 server "
+                             "and on a version 3 one, with the server's CPU per join")
     parser.add_argument("--attack", action="append", choices=tuple(ATTACKS), metavar="NAME",
                         help="with --adversary: only this attacker (repeat for more)")
     defaults, adversary = Options(), AdversaryOptions()
@@ -860,9 +906,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--child", choices=("server", "relay", "attacker"), help=argparse.SUPPRESS)
     parser.add_argument("--max-members", type=int, default=256, help=argparse.SUPPRESS)
     parser.add_argument("--lifted", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child-handshake", choices=("x25519", "rsa"), default="x25519", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child == "server":
-        _serve_chat(args.max_members, args.lifted)
+        _serve_chat(args.max_members, args.lifted, args.child_handshake)
         return 0
     if args.child == "relay":
         _serve_relay()
@@ -879,6 +926,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("the bench needs psutil: pip install 'tcrp_lab[test]' (or: pip install psutil)")
     if args.attack and not args.adversary:
         parser.error("--attack picks attackers for --adversary: add --adversary")
+    if args.handshakes:
+        if args.adversary:
+            parser.error("--handshakes and --adversary are separate runs: give one")
+        from rich.console import Console
+
+        with Console(stderr=True).status("handshakes") as status:
+            result = handshake_costs(args.joins or Options.joins, args.rounds or (1 if args.quick else 5),
+                                     lambda what: status.update(what))
+        if args.json:
+            print(json.dumps(_strict(result), indent=2, allow_nan=False))
+        else:
+            Console(width=None if sys.stdout.isatty() else 120).print(handshake_table(result))
+        return 0
     if args.adversary:
         options: Options | AdversaryOptions = AdversaryOptions.quick() if args.quick else AdversaryOptions()
         options.attacks = tuple(dict.fromkeys(args.attack or ATTACKS))
