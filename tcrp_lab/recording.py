@@ -62,8 +62,9 @@ class OpenedSession:
 
     @property
     def chats(self) -> list[str]:
-        """The chat texts the client sent, in the order they were recorded."""
-        return [p.text for d, p in self.datagrams if d == C2S and getattr(p, "TYPE", "") == "chat"]
+        """The chat texts the client sent, in the order they were recorded (a retransmission once)."""
+        sent = {p.id: p.text for d, p in self.datagrams if d == C2S and getattr(p, "TYPE", "") == "chat"}
+        return list(sent.values())
 
 
 def open_recording(tcp: Iterable[Any], udp: Iterable[Any], stolen: ServerKey) -> list[OpenedSession]:

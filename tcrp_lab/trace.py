@@ -413,7 +413,7 @@ def _detail(e: PacketEvent) -> tuple[str, str]:
         if hello is None:
             legacy = e.raw[FRAME_LENGTH_BYTES:].startswith(b"-----BEGIN")
             return ("TCRP/1: an RSA public key in PEM" if legacy else "not a TCRP/2 ServerHello") + cut, "red"
-        share = f" share {hello.share.hex()[:12]}… signed" if hello.share else ""
+        share = f" share {hello.share.hex()[:8]}…" if hello.share else ""
         return f"v{hello.version} nonce {hello.nonce.hex()[:12]}…{share} key {hello.fingerprint[:16]}…", ""
     if e.kind == "ClientKeyExchange":
         blob = e.size - FRAME_LENGTH_BYTES

@@ -289,7 +289,7 @@ def test_the_live_log_shows_the_whole_conversation_in_order(live):
     server, alice, bob, server_trace, client_trace = live
     text = render(server_trace)
     expected = [
-        r"server S→C tcp \S+ +ServerHello +609 B v3 nonce \S+ share \S+ signed key",
+        r"server S→C tcp \S+ +ServerHello +609 B v3 nonce \S+ share \S+ key",
         r"server C→S tcp \S+ +ClientKeyExchange +36 B X25519 share 32 B, session keys derived",
         r"server C→S tcp \S+ +request .* #0 CREATE_ROOM 'lab' username='alice' password='pw'",
         r"server S→C tcp \S+ +response .* #0 CREATE_ROOM 'lab' status='ok'",
