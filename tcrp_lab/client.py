@@ -228,6 +228,8 @@ class ControlConnection:
                 "you and the server replaced it. Nothing was sent.") from None
         except ProtocolError as exc:
             raise TcrpError(f"cannot do the key exchange with {where} ({exc.reason})") from None
+        if self.trust is Verdict.NEW:   # remembered once its signature (version 3) showed the server holds the key
+            self.known_servers.check(self.address.host, self.address.tcp_port, hello.fingerprint)  # type: ignore[union-attr]
         self._emit("out", wire_frame(ckx), "ClientKeyExchange", keys=keys, hello=hello)
         self._send_raw(ckx)
         return keys, RecordLayer.client(keys), hello
@@ -242,7 +244,7 @@ class ControlConnection:
             self.trust = "pinned"
         elif self.known_servers is not None:
             host, port = self.address.host, self.address.tcp_port
-            self.trust = self.known_servers.check(host, port, hello.fingerprint)
+            self.trust = self.known_servers.check(host, port, hello.fingerprint, remember=False)
             if self.trust is Verdict.CHANGED:
                 raise ServerKeyChanged(self.known_servers.changed_message(host, port, hello.fingerprint))
 

@@ -75,14 +75,17 @@ class KnownServers:
         entry = self.entries().get(_name(host, port))
         return entry[0] if entry else None
 
-    def check(self, host: str, port: int, fingerprint: str) -> Verdict:
-        """What the fingerprint a server presents means; a NEW one is written down."""
+    def check(self, host: str, port: int, fingerprint: str, remember: bool = True) -> Verdict:
+        """What the fingerprint a server presents means; a NEW one is written down if ``remember``
+        (a client first checks, then remembers once the handshake proved the server holds the key)."""
         with self._lock:
             known = self.remembered(host, port)
             if known is not None:
                 return Verdict.KNOWN if known == fingerprint else Verdict.CHANGED
             if fingerprint == demo_fingerprint():
                 return Verdict.DEMO
+            if not remember:
+                return Verdict.NEW
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(f"{_name(host, port)} {fingerprint}\n")

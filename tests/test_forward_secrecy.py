@@ -274,3 +274,11 @@ def test_a_version_2_server_is_remembered_too_and_a_client_error_is_a_tcrp_error
         with ControlConnection(server.address) as control:
             assert control.trust is Verdict.NEW
     assert issubclass(ServerKeyChanged, FingerprintMismatch) and issubclass(ForgedServerHello, TcrpError)
+
+
+def test_a_first_contact_whose_signature_fails_is_not_remembered(tmp_path):
+    store = KnownServers(tmp_path / "known_servers")
+    with ChatServer("127.0.0.1", 0, 0) as server, TcpRelay(server.address, rewrite=ShareSwap()) as relay:
+        with pytest.raises(ForgedServerHello):
+            ControlConnection(relay.address, known_servers=store)
+        assert store.remembered(*relay.address) is None
