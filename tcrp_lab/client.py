@@ -47,9 +47,9 @@ from .session import (
 
 __all__ = [
     "ChatClient", "ChatMessage", "ControlConnection", "FingerprintMismatch", "ForgedServerHello", "InvalidName",
-    "InvalidRequest", "NotForwardSecret", "ServerKeyChanged",
-    "InvalidText", "NoSuchRoom", "RateLimited", "RetransmitTimer", "RoomEvent", "RoomExists", "RoomFull",
-    "RoomInfo", "ServerBusy", "ServerError", "TcrpError", "UsernameTaken", "WrongPassword",
+    "InvalidRequest", "InvalidText", "NoSuchRoom", "NotForwardSecret", "RateLimited", "RetransmitTimer", "RoomEvent",
+    "RoomExists", "RoomFull", "RoomInfo", "ServerBusy", "ServerError", "ServerKeyChanged", "TcrpError",
+    "UsernameTaken", "WrongPassword",
 ]
 
 log = logging.getLogger("tcrp_lab.client")

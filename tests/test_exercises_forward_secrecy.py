@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from Crypto.Hash import SHA256
 from Crypto.Protocol.KDF import HKDF
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from tcrp_lab.exercises import check_v3_keys
 

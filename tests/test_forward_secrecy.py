@@ -138,7 +138,7 @@ def test_the_spec_client_chats_over_version_3_and_version_2():
             assert spec.version == version and spec.fingerprint == KEY.fingerprint
             spec.send({"type": "hello"})
             assert spec.receive_until(lambda o: o.get("type") == "welcome")
-            spec.send({"type": "chat", "id": 1, "text": "over version %d" % version})
+            spec.send({"type": "chat", "id": 1, "text": f"over version {version}"})
             got = spec.receive_until(lambda o: o.get("type") == "chat")
             assert got["text"] == f"over version {version}"
 
