@@ -777,7 +777,7 @@ def run_adversary(options: AdversaryOptions, step: Callable[[str], None] = lambd
     started = time.perf_counter()
     result: dict[str, Any] = {"mode": "adversary", "machine": machine(), "options": dataclasses.asdict(options)}
     result["options"]["attacks"] = list(attacks)
-    child = Child("server", lifted=False)
+    child = Child("server", lifted=False, handshake="rsa")   # its attackers prepare version 2 key exchanges
     try:
         result["limits"] = child.limits
         result["alone"] = adversary_scenario(child, 0, None, options, step)

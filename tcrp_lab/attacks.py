@@ -21,6 +21,8 @@ Everything runs on loopback against a server you started. The tools:
                                                                          with an authenticated datagram
   :func:`hijack_room`       create replaces an existing room             ``room_exists``
   :class:`KeySwap`          a new, unauthenticated key per connection    the client pins the fingerprint
+                                                                         (or remembers it: trust on first use)
+  :class:`ShareSwap`        (no version 3 in TCRP/1)                     version 3: the share is signed
   ========================= ============================================ =====================================
 
 The result of an attack comes from what the server did: on TCRP/1 the relay record of what it passed
@@ -45,12 +47,13 @@ from typing import Any
 from Crypto.PublicKey import RSA
 
 from . import legacy
+from .crypto import FS_VERSION, NONCE_SIZE, SHARE_SIZE, ServerKey, ephemeral_server_hello
 from .net import ServerAddress
 from .protocol import MAGIC, SEQ_BYTES, TAG_SIZE, TOKEN_SIZE, Datagram, FrameReader, ProtocolError, encode_frame
 
 __all__ = [
-    "AttackResult", "KeySwap", "Netem", "Packet", "TcpRelay", "UdpRelay", "bit_flip", "ciphertext", "flip",
-    "hijack_room", "keystream", "keystream_reuse", "replay", "steal_token", "xor",
+    "AttackResult", "KeySwap", "Netem", "Packet", "ShareSwap", "TcpRelay", "UdpRelay", "bit_flip", "ciphertext",
+    "flip", "hijack_room", "keystream", "keystream_reuse", "replay", "steal_token", "xor",
 ]
 
 log = logging.getLogger("tcrp_lab.attacks")
@@ -642,12 +645,15 @@ class KeySwap:
     TCRP/1: the client cannot tell a fresh per-connection key from the attacker's. The hook decrypts
     the client's AES key and IV, re-encrypts them to the server's key and passes them on; then it
     reads every frame (``plaintexts``: the password in the request) and, with ``stolen``, every
-    datagram of the session. TCRP/2: the hook puts its key into the ServerHello; a client that pins
-    the server's fingerprint raises FingerprintMismatch before it sends anything.
+    datagram of the session. TCRP/2: the hook puts its key into the ServerHello (version 3: with its
+    own X25519 share, signed by its own key, so the signature verifies); a client that pins the
+    server's fingerprint, or remembers it from a first contact (TCRP.md §2.3), stops before it sends
+    anything. ``after`` connections pass untouched first (the first contact of trust on first use).
     """
 
-    def __init__(self, key: RSA.RsaKey | None = None):
+    def __init__(self, key: RSA.RsaKey | None = None, *, after: int = 0):
         self.key = key or RSA.generate(2048)
+        self.after = after
         self.stolen: dict[int, tuple[bytes, bytes]] = {}       # connection -> (AES key, IV)
         self.plaintexts: list[tuple[int, str, bytes]] = []     # (connection, direction, plaintext)
         self._swapped: set[int] = set()                        # connections that got the attacker's key
@@ -655,11 +661,15 @@ class KeySwap:
 
     def __call__(self, packet: Packet) -> bytes:
         data, number = packet.data, packet.connection
+        if number <= self.after:
+            return data
         if packet.direction == S2C and number not in self._swapped:
             self._swapped.add(number)
             if data.startswith(b"-----BEGIN PUBLIC KEY-----"):
                 self._server_pem[number] = data
                 return self.key.publickey().export_key("PEM")
+            if data.startswith(MAGIC) and data[len(MAGIC)] == FS_VERSION:   # sign a share of our own
+                return ephemeral_server_hello(ServerKey(self.key))[0].body
             if data.startswith(MAGIC):   # TCRP/2 ServerHello: "TCRP" | version | nonce (16) | DER
                 return data[: len(MAGIC) + 17] + self.key.publickey().export_key("DER")
         if packet.direction == C2S and number in self._server_pem and number not in self.stolen:
@@ -668,4 +678,27 @@ class KeySwap:
             return legacy.key_exchange(self._server_pem[number], key, iv)
         if number in self.stolen:
             self.plaintexts.append((number, packet.direction, legacy.cfb_decrypt(*self.stolen[number], data)))
+        return data
+
+
+class ShareSwap:
+    """A :class:`TcpRelay` ``rewrite`` hook that replaces the X25519 share of a version 3 ServerHello
+    with the attacker's, leaving the server's key and signature: had the client accepted it, the
+    attacker would share the session's secret with it. The signature (TCRP.md §2.2) no longer
+    matches, and the client stops before it sends anything. ``private`` is the attacker's share's
+    X25519 private key (32 bytes)."""
+
+    def __init__(self, private: bytes | None = None):
+        from .crypto import Ephemeral
+
+        self.ephemeral = Ephemeral(lambda n: private) if private else Ephemeral()
+        self.swapped = 0
+
+    def __call__(self, packet: Packet) -> bytes:
+        data = packet.data
+        start = len(MAGIC) + 1 + NONCE_SIZE
+        if packet.direction == S2C and data.startswith(MAGIC) and len(data) > start + SHARE_SIZE \
+                and data[len(MAGIC)] == FS_VERSION:
+            self.swapped += 1
+            return data[:start] + self.ephemeral.share + data[start + SHARE_SIZE :]
         return data

@@ -17,6 +17,10 @@ legacy profile, each connection making its own RSA-2048 key as the original did 
 waiting as long as it takes, as the original client did: how many were served, how long it took, and
 what the server dropped (``tcp_deadline``: a guest that waited out the handshake deadline).
 
+``--handshakes`` measures only the cost of forward secrecy (TCRP.md §2.2): the same 50 joins at once
+on a server speaking handshake version 2 (RSA-OAEP decryption per join) and on one speaking
+version 3 (an RSA-PSS signature and an X25519 computation per join), with the server's CPU per join.
+
 The server and the relay each run in a child process, so their CPU time and RSS are their own.
 The server of these scenarios lifts three classroom budgets (:data:`LIFTED`: ``chat_rate``,
 ``address_rate`` and ``connection_rate``, TCRP.md §8), because one member sends 1000+ chats/s at full
@@ -88,7 +92,7 @@ TARGETS = {  # the issue's targets: (key, comparison, bound, what)
 
 # --- the measured processes ------------------------------------------------------------------
 
-def _serve_chat(max_members: int, lifted: bool, legacy: bool = False) -> None:
+def _serve_chat(max_members: int, lifted: bool, legacy: bool = False, handshake: str = "x25519") -> None:
     """Child: a ChatServer; answers ``stats`` and ``stop`` lines on stdin with JSON lines.
 
     ``lifted``: the throughput scenarios' server (LIFTED budgets, members kept for an hour);
@@ -102,13 +106,13 @@ def _serve_chat(max_members: int, lifted: bool, legacy: bool = False) -> None:
         from .legacy import LegacyProfile
 
         options["profile"] = LegacyProfile
-    server = ChatServer("127.0.0.1", 0, 0, **options)
+    server = ChatServer("127.0.0.1", 0, 0, handshake=handshake, **options)
     log, logger = _LogTail(), logging.getLogger("tcrp_lab.server")
     logger.addHandler(log)   # what a teacher reads (its reports of drops): kept for the result, not on our stderr
     logger.setLevel(logging.INFO)
     server.start()
     _say({"tcp": server.address.tcp_port, "udp": server.address.udp_port, "fingerprint": server.fingerprint,
-          "limits": dataclasses.asdict(server.limits)})
+          "limits": dataclasses.asdict(server.limits), "version": server.profile.version})
     for line in sys.stdin:
         if line.strip() == "stats":
             stats = server.stats
@@ -179,13 +183,14 @@ class Child:
     ``lifted``: the server runs with the LIFTED budgets; False runs it with every default.
     """
 
-    def __init__(self, kind: str, max_members: int = 256, lifted: bool = True, legacy: bool = False):
+    def __init__(self, kind: str, max_members: int = 256, lifted: bool = True, legacy: bool = False,
+                 handshake: str = "x25519"):
         import psutil
 
         self.kind = kind
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tcrp_lab.bench", "--child", kind, "--max-members", str(max_members),
-             *(["--lifted"] if lifted else []), *(["--legacy"] if legacy else [])],
+             *(["--lifted"] if lifted else []), *(["--legacy"] if legacy else []), "--child-handshake", handshake],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         self.ps = psutil.Process(self.proc.pid)
         ready = self._read()
@@ -193,6 +198,7 @@ class Child:
         self.tcp = ("127.0.0.1", ready.get("tcp", 0))
         self.fingerprint: str | None = ready.get("fingerprint")
         self.limits: dict[str, float] = ready.get("limits", {})
+        self.version: int = ready.get("version", 0)   # the handshake version (TCRP.md §2, §2.2); 0: the relay
 
     def _read(self) -> dict[str, Any]:
         assert self.proc.stdout is not None
@@ -604,7 +610,8 @@ def joins(child: Child, n: int, room: str) -> dict[str, Any]:
     """``n`` guests join an open room at once (each from its own thread, released together): from
     the TCP connect to the ``welcome``, with only the RSA encryption of each client done before."""
     host = join_server(child, room, "host", create=True)
-    prepared = prepare_key_exchanges(child, n)
+    # version 3 cannot be prepared (the client's share answers the server's); its client side is cheap
+    prepared: list[Any] = prepare_key_exchanges(child, n) if child.version == 2 else [None] * n
     barrier = threading.Barrier(n)
     times: list[tuple[float, float]] = [(0.0, 0.0)] * n
     members: list[Member | None] = [None] * n
@@ -716,6 +723,40 @@ def legacy_table(result: dict[str, Any]) -> Any:
         t.add_row(n, f"{f['served_min']} of {n}", str(f["lost_total"]), f"{f['wall_s']:.1f} s",
                   f"{f['p50_ms'] / 1000:.1f} / {f['p95_ms'] / 1000:.1f} s", f"{f['server_cpu_ms_per_join']:.0f} ms",
                   str(f["tcp_deadline"]))
+def handshake_costs(n: int, rounds: int, step: Callable[[str], None] = lambda what: None) -> dict[str, Any]:
+    """``n`` joins at once on a version 2 server and on a version 3 one: the median of ``rounds``."""
+    out: dict[str, Any] = {"machine": machine(), "joins": n, "rounds": rounds}
+    for handshake in ("rsa", "x25519"):
+        child = Child("server", handshake=handshake)
+        try:
+            results = []
+            for r in range(rounds):
+                step(f"handshake {handshake} (version {child.version}): {n} joins at once, round {r + 1}/{rounds}")
+                cpu0 = child.cpu()
+                results.append(joins(child, n, f"hs-{r}"))
+                results[-1]["server_cpu_ms_per_join"] = (child.cpu() - cpu0) / n * 1000
+            out[f"v{child.version}"] = {"handshake": handshake, "wall_s": _median(results, "wall_s"),
+                                        "p50_ms": _median(results, "p50_ms"), "p95_ms": _median(results, "p95_ms"),
+                                        "server_cpu_ms_per_join": _median(results, "server_cpu_ms_per_join"),
+                                        "rounds": results}
+        finally:
+            child.close()
+    return out
+
+
+def handshake_table(result: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    m = result["machine"]
+    t = Table(title=f"handshake cost: {m['cpus']} cores ({m['cpu']}), load {m['load_average'][0]:g}; "
+                    f"medians of {result['rounds']} round(s)",
+              caption="server CPU per join includes its JOIN_ROOM, COMPLETE and UDP hello/welcome, the same for both")
+    for column in ("handshake", f"{result['joins']} joins at once: wall", "per join p50 / p95", "server CPU per join"):
+        t.add_column(column, justify="left" if column == "handshake" else "right")
+    for version, what in (("v2", "version 2: RSA key transport"), ("v3", "version 3: X25519 + RSA-PSS")):
+        r = result[version]
+        t.add_row(what, f"{r['wall_s'] * 1000:.0f} ms", f"{r['p50_ms']:.1f} / {r['p95_ms']:.1f} ms",
+                  f"{r['server_cpu_ms_per_join']:.2f} ms")
     return t
 
 
@@ -945,6 +986,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="measure the legitimate load under each attack: " + ", ".join(ATTACKS))
     parser.add_argument("--loss", action="store_true",
                         help="go-back-N against selective repeat through a lossy relay (5, 20, 40 %% each way)")
+    parser.add_argument("--handshakes", action="store_true",
+                        help="only the cost of forward secrecy: --joins joins at once on a handshake version 2 server "
+                             "and on a version 3 one, with the server's CPU per join")
     parser.add_argument("--attack", action="append", choices=tuple(ATTACKS), metavar="NAME",
                         help="with --adversary: only this attacker (repeat for more)")
     defaults, adversary = Options(), AdversaryOptions()
@@ -972,9 +1016,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--legacy-joins", action="store_true",
                         help="instead: 20, then 50 guests joining a TCRP/1 room at once, a new RSA key per "
                              "connection (TCRP.md §6); with --rounds (default 5; --quick: 1), --joins (one size)")
+    parser.add_argument("--child-handshake", choices=("x25519", "rsa"), default="x25519", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child == "server":
-        _serve_chat(args.max_members, args.lifted, args.legacy)
+        _serve_chat(args.max_members, args.lifted, args.legacy, args.child_handshake)
         return 0
     if args.child == "relay":
         _serve_relay()
@@ -1010,6 +1055,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(_strict(result), indent=2, allow_nan=False))
         else:
             Console(width=None if sys.stdout.isatty() else 120).print(legacy_table(result))
+        return 0
+    if args.handshakes:
+        if args.adversary:
+            parser.error("--handshakes and --adversary are separate runs: give one")
+        from rich.console import Console
+
+        with Console(stderr=True).status("handshakes") as status:
+            result = handshake_costs(args.joins or Options.joins, args.rounds or (1 if args.quick else 5),
+                                     lambda what: status.update(what))
+        if args.json:
+            print(json.dumps(_strict(result), indent=2, allow_nan=False))
+        else:
+            Console(width=None if sys.stdout.isatty() else 120).print(handshake_table(result))
         return 0
     if args.adversary:
         options: Options | AdversaryOptions = AdversaryOptions.quick() if args.quick else AdversaryOptions()

@@ -82,6 +82,10 @@ def server_parser() -> argparse.ArgumentParser:
                         "python -m tcrp_lab.wireshark)")
     p.add_argument("--legacy", action="store_true",
                    help="speak the original, INSECURE TCRP/1 design (for lessons that attack it)")
+    p.add_argument("--handshake", choices=["x25519", "rsa"], default="x25519",
+                   help="x25519: handshake version 3, forward secret (the default); rsa: version 2, RSA key "
+                        "transport, for the lessons that teach it (whoever gets the key file can decrypt a "
+                        "recording of every session)")
     p.add_argument("--udp-queues", type=positive(int, "whole number"), default=64,
                    help="UDP sockets sharing the port, one queue per group of source addresses, so that one "
                         "flooding address fills only its own (default 64, at most 256; Linux; the legacy design "
@@ -148,14 +152,16 @@ def server_main(argv: Sequence[str] | None = None) -> int:
     try:
         server = ChatServer(args.host, args.tcp_port, args.udp_port, inactivity_timeout=args.timeout, key=key,
                             trace=trace, profile=LegacyProfile if args.legacy else SecureProfile, limits=_limits(args),
-                            udp_shards=args.udp_queues).start()
+                            udp_shards=args.udp_queues, handshake=args.handshake).start()
     except OSError as exc:
         console.print(Text(str(exc), style="red"))
         return 1
     done = threading.Event()   # before "ready" is printed: a SIGTERM from then on stops cleanly
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     address = server.address
-    console.print(f"[bold green]TCRP server ready[/] ({server.profile.name}) on [bold]{address.host}[/] "
+    shake = "" if args.legacy else (", handshake version 3: forward secret" if args.handshake == "x25519" else
+                                    ", handshake version 2: RSA key transport, NOT forward secret")
+    console.print(f"[bold green]TCRP server ready[/] ({server.profile.name}{shake}) on [bold]{address.host}[/] "
                   f"tcp [bold]{address.tcp_port}[/], udp [bold]{address.udp_port}[/]")
     if not args.legacy:  # TCRP/1 makes a new key per connection and has nothing to pin
         console.print(f"key fingerprint [bold]{server.fingerprint}[/]  (students can pin it)")
@@ -213,7 +219,13 @@ def client_parser() -> argparse.ArgumentParser:
     p.add_argument("--tcp-port", type=port, default=9001, help="the server's TCP port (default 9001)")
     p.add_argument("--user", "-u", help="your name in the room (1-32 characters)")
     p.add_argument("--password", "-p", default="", help="the room's password (create: empty = open room)")
-    p.add_argument("--fingerprint", help="the server key fingerprint to pin (printed by the server at start)")
+    p.add_argument("--fingerprint", help="the server key fingerprint to pin (printed by the server at start); "
+                                         "without it the key is checked against the one remembered on first contact")
+    p.add_argument("--require-fs", action="store_true",
+                   help="refuse a server that offers only handshake version 2 (no forward secrecy)")
+    p.add_argument("--known-servers", type=Path, default=None,
+                   help="the file of servers remembered on first contact (default ~/.tcrp_lab/known_servers, "
+                        "or $TCRP_LAB_KNOWN_SERVERS)")
     p.add_argument("--history", type=int, default=20, help="earlier room messages to show on joining")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     return p
@@ -228,9 +240,12 @@ def client_main(argv: Sequence[str] | None = None) -> int:
     from .errors import hint
 
     address = (args.host, args.tcp_port)
+    trust: dict = {"require_forward_secrecy": args.require_fs}
+    if args.known_servers is not None:
+        trust["known_servers"] = args.known_servers
     if args.action == "list":
         try:
-            rooms = ChatClient.list_rooms(address, fingerprint=args.fingerprint)
+            rooms = ChatClient.list_rooms(address, fingerprint=args.fingerprint, **trust)
         except TcrpError as exc:
             console.print(_shown(hint(exc), "red"))
             return 1
@@ -250,7 +265,7 @@ def client_main(argv: Sequence[str] | None = None) -> int:
     enter = ChatClient.create_room if args.action == "create" else ChatClient.join_room
     try:
         client = enter(address, args.room, args.user, args.password, fingerprint=args.fingerprint,
-                       on_message=show, on_event=show, history=args.history)
+                       on_message=show, on_event=show, history=args.history, **trust)
     except TcrpError as exc:
         console.print(_shown(hint(exc, args.room, args.user), "red"))
         return 1

@@ -28,16 +28,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .crypto import (
-    RandomSource, RecordLayer, ServerHello, SessionKeys, UdpChannel, client_key_exchange, system_random,
+    FS_VERSION, BadSignature, RandomSource, RecordLayer, ServerHello, SessionKeys, UdpChannel, client_key_exchange,
+    system_random,
 )
 from .errors import (
-    FingerprintMismatch, InvalidName, InvalidRequest, InvalidText, NoSuchRoom, RateLimited, RoomExists, RoomFull,
-    ServerBusy, ServerError, TcrpError, UsernameTaken, WrongPassword, refused_here, server_error,
+    FingerprintMismatch, ForgedServerHello, InvalidName, InvalidRequest, InvalidText, NoSuchRoom, NotForwardSecret,
+    RateLimited, RoomExists, RoomFull, ServerBusy, ServerError, ServerKeyChanged, TcrpError, UsernameTaken,
+    WrongPassword, refused_here, server_error,
 )
 from .events import PacketEvent, Tracer
+from .known_servers import KnownServers, Verdict
 from .net import ConnectionClosed, FramedSocket, ServerAddress, parse_address, wire_frame
 from .protocol import (
     MAX_DATAGRAM, Datagram, Message, Payload, ProtocolError, Refusal, State, check_text, decode_message,
@@ -48,12 +52,14 @@ from .session import (
 )
 
 __all__ = [
-    "ChatClient", "ChatMessage", "ControlConnection", "FingerprintMismatch", "InvalidName", "InvalidRequest",
-    "InvalidText", "MemberState", "NoSuchRoom", "RateLimited", "RetransmitTimer", "RoomEvent", "RoomExists", "RoomFull",
-    "RoomInfo", "ServerBusy", "ServerError", "TcrpError", "UsernameTaken", "WrongPassword",
+    "ChatClient", "ChatMessage", "ControlConnection", "FingerprintMismatch", "ForgedServerHello", "InvalidName",
+    "InvalidRequest", "InvalidText", "MemberState", "NoSuchRoom", "NotForwardSecret", "RateLimited", "RetransmitTimer",
+    "RoomEvent", "RoomExists", "RoomFull", "RoomInfo", "ServerBusy", "ServerError", "ServerKeyChanged", "TcrpError",
+    "UsernameTaken", "WrongPassword",
 ]
 
 log = logging.getLogger("tcrp_lab.client")
+DEFAULT_KNOWN: Any = object()   # known_servers= not given: ~/.tcrp_lab/known_servers (or $TCRP_LAB_KNOWN_SERVERS)
 
 
 # --- what a client sees ----------------------------------------------------------------------
@@ -70,15 +76,25 @@ class RoomInfo:
 class ControlConnection:
     """A TCP connection to a TCRP/2 server, after the handshake; send requests with :meth:`request`.
 
-    ``fingerprint`` pins the server key: on a mismatch nothing is sent and FingerprintMismatch
-    is raised. ``timeout`` bounds the connection and every reply. ``bind`` is the local address to
+    The server may answer with either handshake: version 3 (forward secret, TCRP.md §2.2) or
+    version 2 (RSA key transport, §2); ``require_forward_secrecy`` refuses version 2
+    (NotForwardSecret). ``fingerprint`` pins the server key: on a mismatch nothing is sent and
+    FingerprintMismatch is raised. Without one, the key is checked against ``known_servers``
+    (trust on first use, §2.3: a :class:`~tcrp_lab.known_servers.KnownServers`, a path, or None
+    for no memory; by default ``~/.tcrp_lab/known_servers``), and a changed key raises
+    ServerKeyChanged. ``timeout`` bounds the connection and every reply. ``bind`` is the local address to
     connect from (a machine with several; tests use 127.0.0.2 to play another host).
     """
 
     def __init__(self, address: ServerAddress | tuple | str, *, fingerprint: str | None = None,
                  timeout: float = 10.0, trace: Tracer | None = None, rng: RandomSource | None = None,
-                 bind: str | None = None):
+                 bind: str | None = None, require_forward_secrecy: bool = False,
+                 known_servers: KnownServers | str | Path | None = DEFAULT_KNOWN):
         self.address = parse_address(address)
+        self.require_forward_secrecy = require_forward_secrecy
+        self.known_servers = (KnownServers() if known_servers is DEFAULT_KNOWN else
+                              KnownServers(known_servers) if isinstance(known_servers, (str, Path)) else known_servers)
+        self.trust: Verdict | str | None = None   # "pinned", or what known_servers said
         self.trace = trace
         rng = rng or system_random
         try:
@@ -93,13 +109,14 @@ class ControlConnection:
         self.peer = sock.getpeername()
         self._io = FramedSocket(sock, time.monotonic() + timeout)
         self._session = f"tcp {self.local_address[0]}:{self.local_address[1]}"
+        self.pinned = fingerprint.lower().replace(":", "") if fingerprint is not None else None
         try:
-            self.keys, self._records, self.server_hello = self._handshake(fingerprint, rng)
+            self.keys, self._records, self.server_hello = self._handshake(rng)
         except BaseException:
             sock.close()
             raise
 
-    def _handshake(self, fingerprint: str | None, rng: RandomSource) -> tuple[SessionKeys, RecordLayer, ServerHello]:
+    def _handshake(self, rng: RandomSource) -> tuple[SessionKeys, RecordLayer, ServerHello]:
         where = f"{self.address.host}:{self.address.tcp_port}"
         try:
             body = self._io.recv()
@@ -114,14 +131,39 @@ class ControlConnection:
         if refusal is not None:
             raise server_error(refusal.code, f"the server at {where} refused the connection: {refusal.message}")
         self._emit("in", wire_frame(body), "ServerHello", message=hello)
-        if fingerprint is not None and hello.fingerprint != fingerprint.lower().replace(":", ""):
-            raise FingerprintMismatch(
-                f"the server's key has fingerprint {hello.fingerprint}, not the pinned {fingerprint}: "
-                "this may be a man in the middle. Nothing was sent.")
-        ckx, keys = client_key_exchange(hello, rng)
+        if self.require_forward_secrecy and hello.version != FS_VERSION:
+            raise NotForwardSecret(
+                f"the server at {where} offers only the version {hello.version} handshake (RSA key transport): whoever "
+                "gets its key file later can decrypt a recording of this session. Nothing was sent. Ask for a "
+                "server started without --handshake rsa, or connect without --require-fs.")
+        self._check_key(hello)
+        try:
+            ckx, keys = client_key_exchange(hello, rng)   # version 3: checks the signature first (§2.2)
+        except BadSignature:
+            raise ForgedServerHello(
+                f"the ServerHello from {where} carries an X25519 share that its key did not sign: someone between "
+                "you and the server replaced it. Nothing was sent.") from None
+        except ProtocolError as exc:
+            raise TcrpError(f"cannot do the key exchange with {where} ({exc.reason})") from None
+        if self.trust is Verdict.NEW:   # remembered once its signature (version 3) showed the server holds the key
+            self.known_servers.check(self.address.host, self.address.tcp_port, hello.fingerprint)  # type: ignore[union-attr]
         self._emit("out", wire_frame(ckx), "ClientKeyExchange", keys=keys, hello=hello)
         self._send_raw(ckx)
         return keys, RecordLayer.client(keys), hello
+
+    def _check_key(self, hello: ServerHello) -> None:
+        """The pinned fingerprint, or else what known_servers remembers (TCRP.md §2.3)."""
+        if self.pinned is not None:
+            if hello.fingerprint != self.pinned:
+                raise FingerprintMismatch(
+                    f"the server's key has fingerprint {hello.fingerprint}, not the pinned {self.pinned}: "
+                    "this may be a man in the middle. Nothing was sent.")
+            self.trust = "pinned"
+        elif self.known_servers is not None:
+            host, port = self.address.host, self.address.tcp_port
+            self.trust = self.known_servers.check(host, port, hello.fingerprint, remember=False)
+            if self.trust is Verdict.CHANGED:
+                raise ServerKeyChanged(self.known_servers.changed_message(host, port, hello.fingerprint))
 
     def _send_raw(self, body: bytes) -> None:
         try:
@@ -187,6 +229,9 @@ class ControlConnection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+HANDSHAKE_OPTIONS = ("require_forward_secrecy", "known_servers")   # ChatClient.create_room/join_room pass them on
 
 
 # --- the member ------------------------------------------------------------------------------
@@ -272,19 +317,21 @@ class ChatClient:
 
     @staticmethod
     def list_rooms(address: ServerAddress | tuple | str, *, fingerprint: str | None = None, timeout: float = 10.0,
-                   trace: Tracer | None = None, rng: RandomSource | None = None,
-                   bind: str | None = None) -> list[RoomInfo]:
-        """The server's rooms, with member counts and whether they need a password."""
+                   trace: Tracer | None = None, rng: RandomSource | None = None, bind: str | None = None,
+                   **handshake: Any) -> list[RoomInfo]:
+        """The server's rooms, with member counts and whether they need a password. ``handshake``:
+        ``require_forward_secrecy``, ``known_servers`` (see :class:`ControlConnection`)."""
         with ControlConnection(address, fingerprint=fingerprint, timeout=timeout, trace=trace, rng=rng,
-                               bind=bind) as control:
+                               bind=bind, **handshake) as control:
             return control.list_rooms()
 
     @classmethod
     def _enter(cls, address: Any, message: Message, fingerprint: str | None, timeout: float,
                trace: Tracer | None, rng: RandomSource | None, options: dict[str, Any]) -> ChatClient:
         address = parse_address(address)
+        handshake = {name: options.pop(name) for name in HANDSHAKE_OPTIONS if name in options}
         with ControlConnection(address, fingerprint=fingerprint, timeout=timeout, trace=trace, rng=rng,
-                               bind=options.get("bind")) as control:
+                               bind=options.get("bind"), **handshake) as control:
             complete = control.enter(message)
         client = cls(address, complete, control.keys, trace=trace, **options)
         if not client.wait_joined(timeout):

@@ -1,12 +1,18 @@
 """TCRP/2 cryptography as pure steps: keys, handshake, AEAD records, replay window, passwords.
 
 Sans-IO like :mod:`tcrp_lab.protocol`: bytes in, bytes or keys out, nothing touches a socket.
-The handshake (TCRP.md §2) in four calls::
+The version 2 handshake (TCRP.md §2, RSA key transport) in four calls::
 
     hello = server_hello(server_key)                      # server: ServerHello
     ckx, client_keys = client_key_exchange(hello)         # client: RSA-OAEP(premaster)
     server_keys = accept_key_exchange(server_key, hello, ckx)   # server
     assert client_keys == server_keys
+
+and version 3 (TCRP.md §2.2, ephemeral X25519 signed with the RSA key: forward secrecy)::
+
+    hello, ephemeral = ephemeral_server_hello(server_key)  # server: signed X25519 share
+    ckx, client_keys = client_key_exchange(hello)          # client: checks the signature, its own share
+    server_keys = accept_client_share(ephemeral, hello, ckx)   # server; ``ephemeral`` is spent
 
 pycryptodome does the teaching-friendly parts (RSA key generation and OAEP encryption with an
 injectable randomness, HKDF, scrypt); OpenSSL, through ``cryptography``, does the two hot spots
@@ -30,22 +36,25 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESOCB3
 from Crypto.Cipher import PKCS1_OAEP
 from Crypto.Hash import SHA256, SHAKE256
 from Crypto.Protocol.KDF import HKDF, scrypt
 from Crypto.PublicKey import RSA
+from Crypto.Signature import pss
 
 from .protocol import MAGIC, SEQ_BYTES, TAG_SIZE, VERSION, Datagram, ProtocolError
 
 __all__ = [
-    "AuthenticationError", "RecordLayer", "ReplayError", "ReplayWindow", "SeededRandom",
-    "ServerHello", "ServerKey", "SessionKeys", "UdpChannel", "accept_key_exchange",
-    "client_key_exchange", "derive_session_keys", "hash_password", "open_sealed", "seal",
-    "server_hello", "verify_password",
+    "AuthenticationError", "BadSignature", "Ephemeral", "RecordLayer", "ReplayError", "ReplayWindow",
+    "SeededRandom", "ServerHello", "ServerKey", "SessionKeys", "UdpChannel", "accept_client_share",
+    "accept_key_exchange", "client_key_exchange", "derive_session_keys", "derive_session_keys_v3",
+    "ephemeral_server_hello", "hash_password", "open_sealed", "seal", "server_hello", "verify_password",
+    "verify_server_hello",
 ]
 
 RandomSource = Callable[[int], bytes]
@@ -56,6 +65,11 @@ NONCE_SIZE = 16          # server_nonce in ServerHello
 PREMASTER_SIZE = 32
 KEY_SIZE = 32            # AES-256
 HKDF_INFO = b"tcrp/2 session"
+RSA_VERSION, FS_VERSION = 2, 3         # §2: RSA key transport; §2.2: ephemeral X25519 (forward secrecy)
+SHARE_SIZE = 32                        # an X25519 public key
+SHARE_LABEL = b"tcrp/3 server share"   # §2.2: what the server signs, before nonce | share
+HKDF_INFO_V3 = b"tcrp/3 session"
+PSS_SALT = 32
 REPLAY_WINDOW = 64
 
 # The server's two hot spots run in OpenSSL (the `cryptography` package): an AES-OCB seal per
@@ -63,6 +77,7 @@ REPLAY_WINDOW = 64
 # AES.new + encrypt_and_digest, mostly Python), and the RSA-OAEP decrypt of each join (~0.3 ms
 # against ~1.4 ms). Same algorithms, same bytes: the conformance vectors still pass.
 _OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=PSS_SALT)   # §2.2
 
 
 class AuthenticationError(ProtocolError):
@@ -76,6 +91,14 @@ class ReplayError(ProtocolError):
     """A datagram whose sequence number was already seen or is older than the window."""
 
     def __init__(self, reason: str):
+        super().__init__(reason, code=None)
+
+
+class BadSignature(ProtocolError):
+    """A version 3 ServerHello whose share is not signed by the key it carries (§2.2): someone
+    between client and server replaced the share, or the key."""
+
+    def __init__(self, reason: str = "the ServerHello's signature does not verify with its key"):
         super().__init__(reason, code=None)
 
 
@@ -160,6 +183,15 @@ class ServerKey:
         except (ValueError, TypeError):
             raise ProtocolError("ClientKeyExchange does not decrypt with the server key", code=None) from None
 
+    def sign(self, data: bytes, rng: RandomSource = system_random) -> bytes:
+        """RSA-PSS (SHA-256, MGF1-SHA-256, 32-byte salt) signature of ``data`` (§2.2).
+
+        OpenSSL signs (~4x faster) unless a lesson injected its own randomness: then pycryptodome
+        draws the salt from it, so the lesson's ServerHello is the same bytes on every run."""
+        if rng is system_random:
+            return self._private.sign(data, _PSS, hashes.SHA256())  # type: ignore[union-attr,call-arg]
+        return pss.new(self.rsa, salt_bytes=PSS_SALT, rand_func=rng).sign(SHA256.new(data))
+
     def __repr__(self) -> str:
         return f"ServerKey({self.rsa.size_in_bits()} bits, fingerprint {self.fingerprint[:16]}...)"
 
@@ -168,28 +200,55 @@ class ServerKey:
 
 @dataclass(frozen=True)
 class ServerHello:
-    """``"TCRP" | version u8 | server_nonce (16) | public key DER``."""
+    """Version 2 (§2): ``"TCRP" | version u8 | server_nonce (16) | public key DER``.
+
+    Version 3 (§2.2): ``"TCRP" | 3 | server_nonce (16) | share (32) | sig_len u16 | signature |
+    public key DER``, the signature (RSA-PSS) over ``"tcrp/3 server share" | nonce | share``."""
 
     nonce: bytes
     public_der: bytes
     version: int = VERSION
+    share: bytes = b""
+    signature: bytes = b""
 
     @property
     def body(self) -> bytes:
-        return MAGIC + bytes([self.version]) + self.nonce + self.public_der
+        head = MAGIC + bytes([self.version]) + self.nonce
+        if self.version == FS_VERSION:
+            head += self.share + len(self.signature).to_bytes(2, "big") + self.signature
+        return head + self.public_der
 
     @property
     def fingerprint(self) -> str:
         return fingerprint(self.public_der)
+
+    @property
+    def forward_secret(self) -> bool:
+        return self.version == FS_VERSION
+
+    @property
+    def signed(self) -> bytes:
+        """What the signature covers (§2.2)."""
+        return SHARE_LABEL + self.nonce + self.share
 
     @classmethod
     def decode(cls, body: bytes) -> ServerHello:
         head = len(MAGIC) + 1 + NONCE_SIZE
         if len(body) <= head or body[: len(MAGIC)] != MAGIC:
             raise ProtocolError("not a TCRP ServerHello", code=None)
-        if body[len(MAGIC)] != VERSION:
-            raise ProtocolError(f"server speaks TCRP version {body[len(MAGIC)]}, not {VERSION}", code=None)
-        return cls(nonce=body[len(MAGIC) + 1 : head], public_der=body[head:], version=body[len(MAGIC)])
+        version, nonce = body[len(MAGIC)], body[len(MAGIC) + 1 : head]
+        if version == RSA_VERSION:
+            return cls(nonce=nonce, public_der=body[head:], version=version)
+        if version != FS_VERSION:
+            raise ProtocolError(f"server speaks TCRP version {version}, not {RSA_VERSION} or {FS_VERSION}", code=None)
+        at = head + SHARE_SIZE + 2
+        if len(body) <= at:
+            raise ProtocolError("a version 3 ServerHello cut short before its signature", code=None)
+        sig_len = int.from_bytes(body[at - 2 : at], "big")
+        if len(body) <= at + sig_len:
+            raise ProtocolError(f"a version 3 ServerHello whose signature ({sig_len} bytes) leaves no key", code=None)
+        return cls(nonce=nonce, public_der=body[at + sig_len :], version=version, share=body[head : head + SHARE_SIZE],
+                   signature=body[at : at + sig_len])
 
 
 @dataclass(frozen=True)
@@ -221,7 +280,12 @@ def derive_session_keys(premaster: bytes, hello: ServerHello, client_key_exchang
 
 def client_key_exchange(hello: ServerHello, rng: RandomSource = system_random,
                         premaster: bytes | None = None) -> tuple[bytes, SessionKeys]:
-    """Client step: encrypt a fresh premaster to the server key; return (body, session keys)."""
+    """Client step: the ClientKeyExchange body and the session keys, for either version.
+
+    Version 2: encrypt a fresh premaster to the server key. Version 3: verify the signature on
+    the server's share (BadSignature if it fails: send nothing), answer with our own share."""
+    if hello.version == FS_VERSION:
+        return _client_share(hello, rng)
     premaster = rng(PREMASTER_SIZE) if premaster is None else premaster
     try:
         public = RSA.import_key(hello.public_der)
@@ -237,6 +301,91 @@ def accept_key_exchange(key: ServerKey, hello: ServerHello, body: bytes) -> Sess
     if len(premaster) != PREMASTER_SIZE:
         raise ProtocolError(f"premaster is {len(premaster)} bytes, not {PREMASTER_SIZE}", code=None)
     return derive_session_keys(premaster, hello, body)
+
+
+# --- Version 3: ephemeral X25519, signed (§2.2) -----------------------------------------------
+
+class Ephemeral:
+    """One side's X25519 key for one connection. :meth:`agree` spends it: the private half is
+    dropped (and its seed overwritten) once the shared secret is computed (§2.2)."""
+
+    def __init__(self, rng: RandomSource = system_random):
+        self._seed = bytearray(rng(SHARE_SIZE))
+        self._key: X25519PrivateKey | None = X25519PrivateKey.from_private_bytes(bytes(self._seed))
+        self.share: bytes = self._key.public_key().public_bytes_raw()
+
+    @property
+    def spent(self) -> bool:
+        return self._key is None
+
+    def erase(self) -> None:
+        """Forget the private half (Python cannot promise no copy is left in memory; OpenSSL
+        clears its own when the object goes)."""
+        self._key = None
+        self._seed[:] = bytes(len(self._seed))
+
+    def agree(self, peer_share: bytes) -> bytes:
+        """X25519(own private, peer share); ProtocolError for a share that gives all zeros."""
+        if self._key is None:
+            raise RuntimeError("this ephemeral key was already used and erased")
+        key = self._key
+        self.erase()
+        if len(peer_share) != SHARE_SIZE:
+            raise ProtocolError(f"an X25519 share is {SHARE_SIZE} bytes, not {len(peer_share)}", code=None)
+        try:   # OpenSSL refuses a low-order point, whose result would be all zeros
+            shared = key.exchange(X25519PublicKey.from_public_bytes(peer_share))
+        except ValueError:
+            shared = bytes(SHARE_SIZE)
+        if not any(shared):
+            raise ProtocolError("the X25519 shared secret is all zeros (a low-order share): abort", code=None)
+        return shared
+
+
+def derive_session_keys_v3(shared: bytes, hello: ServerHello, client_share: bytes) -> SessionKeys:
+    """HKDF-SHA-256(shared, salt=server_nonce, info="tcrp/3 session" | transcript), 4 x 32 bytes."""
+    transcript = hashlib.sha256(hello.body + client_share).digest()
+    keys = HKDF(shared, KEY_SIZE, hello.nonce, SHA256, num_keys=4, context=HKDF_INFO_V3 + transcript)
+    return SessionKeys(*keys)
+
+
+def ephemeral_server_hello(key: ServerKey, rng: RandomSource = system_random) -> tuple[ServerHello, Ephemeral]:
+    """Server step 1: a nonce, a fresh share signed with the long-term key; keep the Ephemeral."""
+    nonce = rng(NONCE_SIZE)
+    ephemeral = Ephemeral(rng)
+    unsigned = ServerHello(nonce, key.public_der, FS_VERSION, ephemeral.share)
+    return ServerHello(nonce, key.public_der, FS_VERSION, ephemeral.share, key.sign(unsigned.signed, rng)), ephemeral
+
+
+def verify_server_hello(hello: ServerHello) -> None:
+    """BadSignature unless the share is signed by the key in the same ServerHello (§2.2).
+
+    Pinning (or trust on first use) is what ties that key to the server; this ties the share to it."""
+    try:
+        public = serialization.load_der_public_key(hello.public_der)
+    except (ValueError, TypeError):
+        raise ProtocolError("ServerHello carries no valid RSA public key", code=None) from None
+    if not isinstance(public, rsa.RSAPublicKey):
+        raise ProtocolError("ServerHello carries a public key that is not RSA", code=None)
+    try:
+        public.verify(hello.signature, hello.signed, _PSS, hashes.SHA256())
+    except InvalidSignature:
+        raise BadSignature() from None
+
+
+def _client_share(hello: ServerHello, rng: RandomSource) -> tuple[bytes, SessionKeys]:
+    verify_server_hello(hello)
+    ephemeral = Ephemeral(rng)
+    shared = ephemeral.agree(hello.share)
+    return ephemeral.share, derive_session_keys_v3(shared, hello, ephemeral.share)
+
+
+def accept_client_share(ephemeral: Ephemeral, hello: ServerHello, body: bytes) -> SessionKeys:
+    """Server step 2: the keys from our ephemeral and the client's share; the ephemeral is spent."""
+    if len(body) != SHARE_SIZE:
+        ephemeral.erase()
+        raise ProtocolError(f"a version 3 ClientKeyExchange is a {SHARE_SIZE}-byte share, not {len(body)} bytes",
+                            code=None)
+    return derive_session_keys_v3(ephemeral.agree(body), hello, body)
 
 
 # --- AEAD records ----------------------------------------------------------------------------

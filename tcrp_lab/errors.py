@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from .protocol import MAX_ROOM_NAME, MAX_ROOM_NAME_BYTES, MAX_USERNAME, MAX_USERNAME_BYTES, ErrorCode, ProtocolError
 
 __all__ = [
-    "ERRORS", "FingerprintMismatch", "InvalidName", "InvalidRequest", "InvalidText", "NoSuchRoom", "RateLimited",
-    "RoomExists", "RoomFull", "ServerBusy", "ServerError", "TcrpError", "UsernameTaken", "WrongPassword", "hint",
-    "server_error",
+    "ERRORS", "FingerprintMismatch", "ForgedServerHello", "InvalidName", "InvalidRequest", "InvalidText", "NoSuchRoom",
+    "NotForwardSecret", "RateLimited", "RoomExists", "RoomFull", "ServerBusy", "ServerError", "ServerKeyChanged",
+    "TcrpError", "UsernameTaken", "WrongPassword", "hint", "server_error",
 ]
 
 
@@ -27,6 +27,18 @@ class TcrpError(Exception):
 
 class FingerprintMismatch(TcrpError):
     """The server's key is not the pinned one: a man in the middle, or the wrong server."""
+
+
+class ServerKeyChanged(FingerprintMismatch):
+    """The server presents another key than the one remembered on first contact (TCRP.md §2.3)."""
+
+
+class ForgedServerHello(TcrpError):
+    """A version 3 ServerHello whose share is not signed by its key (TCRP.md §2.2): someone replaced it."""
+
+
+class NotForwardSecret(TcrpError):
+    """``require_forward_secrecy`` and the server offers only the version 2 handshake (TCRP.md §2)."""
 
 
 class ServerError(TcrpError):
@@ -134,6 +146,8 @@ def refused_here(exc: ProtocolError) -> ServerError:
 
 def hint(exc: BaseException, room: str = "", username: str = "") -> str:
     """Plain words for why something failed, and what to do about it."""
+    if isinstance(exc, (ServerKeyChanged, ForgedServerHello, NotForwardSecret)):
+        return f"Refused: {exc}"   # both fingerprints and what to do (TCRP.md §2.3), or what was wrong
     if isinstance(exc, FingerprintMismatch):
         return ("The server's key does not match the fingerprint you gave: this may be a man in the middle, "
                 "or the wrong server. Nothing was sent.")

@@ -22,7 +22,8 @@ from rich.table import Table
 from rich.text import Text
 
 from .crypto import (
-    HKDF_INFO, NONCE_SIZE, PREMASTER_SIZE, RSA_BITS, AuthenticationError, ServerHello, SessionKeys, open_sealed,
+    FS_VERSION, HKDF_INFO, HKDF_INFO_V3, NONCE_SIZE, PREMASTER_SIZE, RSA_BITS, SHARE_LABEL, SHARE_SIZE,
+    AuthenticationError, ServerHello, SessionKeys, open_sealed,
 )
 from .protocol import (
     FRAME_LENGTH_BYTES, HEADER_SIZE, MAGIC, SEQ_BYTES, SIZE_FIELD_BYTES, TAG_SIZE, TOKEN_SIZE, Datagram,
@@ -202,10 +203,19 @@ def _server_hello_fields(hello: ServerHello, at: int) -> list[Field]:
         bits = f"RSA-{RSA.import_key(hello.public_der).size_in_bits()} public key"
     except (ValueError, IndexError, TypeError):
         bits = "not a valid RSA key"
+    signed = [  # §2.2: version 3's signed ephemeral share
+        ("server_share", SHARE_SIZE, f"{hello.share.hex()} (X25519 public key, fresh for this connection)", "bold cyan"),
+        ("sig_len", 2, f"{len(hello.signature)} (u16)", "bright_black"),
+        ("signature", len(hello.signature), f"RSA-PSS (SHA-256, salt 32) by the key below over "
+                                            f"{SHARE_LABEL.decode()!r} | server_nonce | server_share: "
+                                            f"{hello.signature[:8].hex()}…", "red"),
+    ] if hello.version == FS_VERSION else []
     return _layout(at, [
         ("magic", len(MAGIC), repr(MAGIC.decode("ascii")), "bold magenta"),
-        ("version", 1, str(hello.version), "cyan"),
+        ("version", 1, f"{hello.version} ({'ephemeral X25519, forward secret' if hello.version == FS_VERSION else 'RSA key transport'})",
+         "cyan"),
         ("server_nonce", NONCE_SIZE, hello.nonce.hex(), "yellow"),
+        *signed,
         ("public key DER", len(hello.public_der), f"{bits} (SubjectPublicKeyInfo, {len(hello.public_der)} bytes)",
          "green"),
     ]) + [Field("fingerprint", None, None, hello.fingerprint, "green", where="SHA-256(DER)")]
@@ -214,9 +224,14 @@ def _server_hello_fields(hello: ServerHello, at: int) -> list[Field]:
 def _key_fields(keys: SessionKeys | None, hello: ServerHello | None) -> list[Field]:
     fields = []
     if hello is not None:
+        v3 = hello.version == FS_VERSION
+        if v3:
+            fields.append(Field("HKDF IKM", None, None, "X25519(own ephemeral private key, the other's share): "
+                                "32 bytes neither share reveals, erased with the private keys", "yellow",
+                                where="derived"))
         fields.append(Field("HKDF salt", None, None, f"server_nonce {hello.nonce.hex()}", "yellow", where="derived"))
-        fields.append(Field("HKDF info", None, None, f"{HKDF_INFO.decode()!r} | SHA-256(ServerHello | this blob)",
-                            "yellow", where="derived"))
+        fields.append(Field("HKDF info", None, None, f"{(HKDF_INFO_V3 if v3 else HKDF_INFO).decode()!r} | "
+                            "SHA-256(ServerHello | this blob)", "yellow", where="derived"))
     if keys is not None:
         fields += [Field(name, None, None, value, "bold cyan", where="derived") for name, value in keys.hex().items()]
     return fields
@@ -443,9 +458,26 @@ def _explain_frame(raw: bytes, kind: str, e: PacketEvent | None, keys: list[tupl
         except ProtocolError as exc:
             return _rejected(title, raw, exc.reason, fields, max_bytes=max_bytes)
         fields += _server_hello_fields(hello, FRAME_LENGTH_BYTES)
-        return Explanation(title, raw, fields, notes=notes, max_bytes=max_bytes,
-                           verdict="the client checks this fingerprint against the one it pinned (if any)",
+        verdict = ("the client checks this fingerprint against the one it pinned or remembers (TCRP.md §2.3)"
+                   + (", then the signature on the share with this key, before it sends anything"
+                      if hello.version == FS_VERSION else ""))
+        return Explanation(title, raw, fields, notes=notes, max_bytes=max_bytes, verdict=verdict,
                            verdict_style="dim green")
+    hello_known = e.hello if e else None
+    if kind == "ClientKeyExchange" and (hello_known.version == FS_VERSION if hello_known else len(body) == SHARE_SIZE):
+        fields += _layout(FRAME_LENGTH_BYTES, [("client_share", len(body), f"{body.hex()} (X25519 public key, fresh "
+                                                                           "for this connection)", "bold cyan")])
+        known = e.keys if e else None
+        fields += _key_fields(known, hello_known)
+        if e is not None and e.kind == "ClientKeyExchange" and known is None and e.side == "server":
+            return _rejected(title, raw, "not a usable X25519 share (wrong size, or an all-zero secret)", fields,
+                             notes=notes, max_bytes=max_bytes)
+        verdict = ("HKDF-SHA-256 turned the X25519 secret into the four session keys above; both ends erased "
+                   "their ephemeral private keys, so no key file opens a recording of this session" if known else
+                   "the session keys are not known here: each end's ephemeral private key was needed, and both "
+                   "were erased after the handshake")
+        return Explanation(title, raw, fields, verdict=verdict, verdict_style="green" if known else "dim",
+                           notes=notes, max_bytes=max_bytes)
     if kind == "ClientKeyExchange":
         fields += _layout(FRAME_LENGTH_BYTES, [("RSA-OAEP(premaster)", len(body),
                                                f"{len(body)}-byte block: {PREMASTER_SIZE} random bytes encrypted to "

@@ -35,7 +35,7 @@ class Limits:
     max_connections_per_address: int = _limit(128, "TCP connections open at once from one IP address")
     max_handshakes_per_address: int = _limit(64, "connections from one IP address still in the key exchange")
     connection_rate: float = _limit(20.0, "new TCP connections per second from one IP address (bursts of 64)", "/s")
-    max_key_exchanges: int = _limit(2, "RSA decryptions of a ClientKeyExchange running at once")
+    max_key_exchanges: int = _limit(2, "RSA private-key operations (a ServerHello signature, or a ClientKeyExchange decryption) running at once")
     key_exchange_timeout: float = _limit(5.0, "seconds for a client to send its ClientKeyExchange", "s")
     handshake_timeout: float = _limit(10.0, "seconds for the key exchange and the requests of one connection", "s")
     # Rooms and sessions (§8.2)

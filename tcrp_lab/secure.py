@@ -10,9 +10,14 @@ but the connection it was given.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from .crypto import AuthenticationError, RecordLayer, ReplayError, SessionKeys, accept_key_exchange, server_hello
+from .crypto import (
+    FS_VERSION, RSA_VERSION, AuthenticationError, RecordLayer, ReplayError, SessionKeys, accept_client_share,
+    accept_key_exchange, ephemeral_server_hello, server_hello,
+)
 from .events import PacketEvent
 from .net import ConnectionClosed, FramedSocket, wire_frame
 from .protocol import (
@@ -27,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["SecureProfile"]
 
 MAX_FAILED_REQUESTS = 3       #: failed requests before the server closes the connection
+HANDSHAKES = {"x25519": FS_VERSION, "rsa": RSA_VERSION}   #: ChatServer(handshake=...) -> TCRP.md §2.2 / §2
 
 
 class SecureProfile:
@@ -36,30 +42,47 @@ class SecureProfile:
     pinned_key = True        # one long-term key: clients pin its fingerprint (§2)
     one_udp_queue = False    # datagrams are independent (§4): the port's queues may be many
 
-    def __init__(self, server: ChatServer):
+    def __init__(self, server: ChatServer, handshake: str | None = None):
+        handshake = handshake or getattr(server, "handshake", "x25519")   # ChatServer(handshake=...)
+        if handshake not in HANDSHAKES:
+            raise ValueError(f"handshake must be 'x25519' (version 3, forward secrecy) or 'rsa' (version 2), "
+                             f"not {handshake!r}")
         self.server = server
         self.registry = server.registry
+        self.handshake = handshake
+        self.version = HANDSHAKES[handshake]
 
     # TCP: handshake, then requests until a successful create/join (or 3 failures).
     def handle_connection(self, io: FramedSocket, peer: tuple[str, int]) -> None:
         server, trace = self.server, self.server.trace
         session, local = f"tcp {peer[0]}:{peer[1]}", io.sock.getsockname()[:2]
-        hello = server_hello(server.key, server.rng)
+        deadline, io.deadline = io.deadline, min(io.deadline or float("inf"),
+                                                 time.monotonic() + server.limits.key_exchange_timeout)
+        ephemeral = None
+        if self.version == FS_VERSION:   # §2.2: the RSA signature is this version's costly step
+            with self._rsa_slot(io):
+                hello, ephemeral = ephemeral_server_hello(server.key, server.rng)
+        else:
+            hello = server_hello(server.key, server.rng)
         if trace is not None:
             trace(PacketEvent(time.time(), "server", "out", "tcp", peer, "ServerHello", wire_frame(hello.body),
                 message=hello, session=session, local=local))
-        deadline, io.deadline = io.deadline, min(io.deadline or float("inf"),
-                                                 time.monotonic() + server.limits.key_exchange_timeout)
-        io.send(hello.body)
-        ckx = io.recv()   # §8.1: within key_exchange_timeout, or the connection is closed
-        keys = None
-        if not server.key_exchanges.acquire(timeout=max(0.0, io.deadline - time.monotonic())):
-            raise TimeoutError("no RSA slot before the key exchange deadline")
-        io.deadline = deadline
         try:
-            keys = accept_key_exchange(server.key, hello, ckx)
-        finally:  # traced even when it fails to decrypt
-            server.key_exchanges.release()
+            io.send(hello.body)
+            ckx = io.recv()   # §8.1: within key_exchange_timeout, or the connection is closed
+        except BaseException:
+            if ephemeral is not None:
+                ephemeral.erase()
+            raise
+        keys = None
+        try:
+            if ephemeral is not None:
+                keys = accept_client_share(ephemeral, hello, ckx)   # cheap: no RSA slot needed
+            else:
+                with self._rsa_slot(io):
+                    keys = accept_key_exchange(server.key, hello, ckx)
+        finally:  # traced even when it fails
+            io.deadline = deadline
             if trace is not None:
                 trace(PacketEvent(time.time(), "server", "in", "tcp", peer, "ClientKeyExchange", wire_frame(ckx),
                     session=session, keys=keys, hello=hello, local=local))
@@ -110,6 +133,17 @@ class SecureProfile:
                 failures += 1
                 server.drop("request_error:" + str(reply.payload.get("code")), peer)
         server.drop("too_many_failed_requests", peer)
+
+    @contextmanager
+    def _rsa_slot(self, io: FramedSocket) -> Iterator[None]:
+        """One of the few RSA private-key operations at once (§8.1), waited for within the key exchange deadline."""
+        slots = self.server.key_exchanges
+        if not slots.acquire(timeout=max(0.0, io.deadline - time.monotonic())):
+            raise TimeoutError("no RSA slot before the key exchange deadline")
+        try:
+            yield
+        finally:
+            slots.release()
 
     def _answer(self, request: Message, keys: SessionKeys,
                 source: str) -> tuple[Message, Message | None, list[Delivery]]:

@@ -154,6 +154,8 @@ class ChatServer:
     the defaults), or pass ``limits=Limits(...)``. :attr:`limits` holds what is in force.
     ``udp_shards`` sockets share the UDP port, so that one flooding address fills only its own
     queue (where the system allows; the legacy profile always has one), read in turn by one thread.
+    ``handshake`` is ``"x25519"`` (TCRP.md §2.2, forward secret, the default) or ``"rsa"`` (§2, RSA
+    key transport, for the lessons that teach it); the legacy profile has its own.
     """
 
     def __init__(self, host: str = "127.0.0.1", tcp_port: int = 9001, udp_port: int = 9002,
@@ -161,7 +163,8 @@ class ChatServer:
                  profile: ProfileFactory = SecureProfile, trace: Tracer | None = None, rng: RandomSource | None = None,
                  clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
                  reap_interval: float = REAP_INTERVAL, report_interval: float = REPORT_INTERVAL,
-                 udp_shards: int = UDP_SHARDS, limits: Limits | None = None, **limit_overrides: float):
+                 udp_shards: int = UDP_SHARDS, limits: Limits | None = None, handshake: str = "x25519",
+                 **limit_overrides: float):
         for name, port in (("tcp_port", tcp_port), ("udp_port", udp_port)):
             if not isinstance(port, int) or not 0 <= port <= 65535:
                 raise ValueError(f"{name} must be a port number 0-65535 (0 picks a free port), not {port!r}")
@@ -180,7 +183,7 @@ class ChatServer:
                                      wall_clock=wall_clock, limits=self.limits)
         self._trace_rejected = TokenBucket(TRACE_REJECTED_RATE)   # shared by the UDP threads, under its lock
         self._new_connections: BucketTable[str] = BucketTable(self.limits.connection_rate, 64)   # accept thread only
-        # RSA-OAEP decryption is a join's one costly step: a few at once, so a churn of key exchanges
+        # The RSA private-key operation (the version 3 signature, the version 2 decryption) is a join's one costly step: a few at once, so a churn of key exchanges
         # cannot take every core from the UDP threads (§8.1).
         self.key_exchanges = threading.BoundedSemaphore(max(1, self.limits.max_key_exchanges))
         self._trace_lock = threading.Lock()
@@ -188,6 +191,7 @@ class ChatServer:
         if isinstance(profile, str) or not callable(profile):
             raise TypeError(f"profile takes a profile class, not {profile!r}: SecureProfile (the default) or "
                             "LegacyProfile (from tcrp_lab.legacy import LegacyProfile; TCRP/1, insecure)")
+        self.handshake = handshake   # SecureProfile reads it: "x25519" (version 3) or "rsa" (version 2)
         self.profile: ServerProfile = profile(self)
         self.udp_shards = 1 if self.profile.one_udp_queue else max(1, min(256, udp_shards))
         self._intake: _UdpIntake | None = None

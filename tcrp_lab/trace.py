@@ -352,11 +352,14 @@ def _detail(e: PacketEvent) -> tuple[str, str]:
         if hello is None:
             legacy = e.raw[FRAME_LENGTH_BYTES:].startswith(b"-----BEGIN")
             return ("TCRP/1: an RSA public key in PEM" if legacy else "not a TCRP/2 ServerHello") + cut, "red"
-        return f"v{hello.version} nonce {hello.nonce.hex()[:12]}… key {hello.fingerprint[:16]}…", ""
+        share = f" share {hello.share.hex()[:8]}…" if hello.share else ""
+        return f"v{hello.version} nonce {hello.nonce.hex()[:12]}…{share} key {hello.fingerprint[:16]}…", ""
     if e.kind == "ClientKeyExchange":
         blob = e.size - FRAME_LENGTH_BYTES
         if e.plaintext is not None:
             return f"TCRP/1: RSA-OAEP {blob} B of key | iv = {e.plaintext.hex()}", "red"
+        if e.hello is not None and e.hello.share:   # TCRP.md §2.2
+            return f"X25519 share {blob} B, " + ("session keys derived" if e.keys else "keys not known here"), ""
         return f"RSA-OAEP {blob} B, " + ("session keys derived" if e.keys else "keys not known here"), ""
     head = f"#{e.seq} " if e.seq is not None else ""
     message = e.message

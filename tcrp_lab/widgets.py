@@ -40,7 +40,7 @@ import ipywidgets as widgets
 from rich.console import Console
 from rich.terminal_theme import SVG_EXPORT_THEME
 
-from .client import ChatClient, ChatMessage, NoSuchRoom, RoomEvent, RoomExists, TcrpError
+from .client import DEFAULT_KNOWN, ChatClient, ChatMessage, NoSuchRoom, RoomEvent, RoomExists, TcrpError
 from .errors import hint
 from .session import MemberState
 from .net import ServerAddress, parse_address
@@ -128,16 +128,20 @@ class ChatPanel(widgets.VBox):
     """A chat panel for one person: a join view, then a chat view, on a TCRP server at ``address``.
 
     ``address`` is anything ChatClient accepts (``server.address``, ``(host, port)``,
-    ``"host:port"``); ``fingerprint`` pins the server key; ``username`` and ``room`` pre-fill
+    ``"host:port"``); ``fingerprint`` pins the server key (without one, the key is checked against the
+    one remembered on first contact, ``known_servers``: see :class:`~tcrp_lab.client.ControlConnection`);
+    ``require_forward_secrecy`` refuses a handshake version 2 server; ``username`` and ``room`` pre-fill
     the form; ``trace=True`` opens the packet pane of this panel's own client from the start.
     Every interactive element has a CSS class (``tcrp-username``, ``tcrp-go``, ``tcrp-input`` …)
     and each panel a unique one (``tcrp-panel-N``), so a browser test can find them.
     """
 
     def __init__(self, address: ServerAddress | tuple | str, fingerprint: str | None = None,
-                 username: str | None = None, *, room: str = "", trace: bool = False):
+                 username: str | None = None, *, room: str = "", trace: bool = False,
+                 require_forward_secrecy: bool = False, known_servers: Any = DEFAULT_KNOWN):
         self.address = parse_address(address)
         self.fingerprint = fingerprint
+        self._handshake = {"require_forward_secrecy": require_forward_secrecy, "known_servers": known_servers}
         self.panel_id = next(_panel_ids)
         self._lock = threading.RLock()           # widget traits: ipywidgets' syncing is not thread-safe
         self._client: ChatClient | None = None
@@ -229,9 +233,9 @@ class ChatPanel(widgets.VBox):
 
     @classmethod
     def pair(cls, address: ServerAddress | tuple | str, fingerprint: str | None = None,
-             usernames: tuple[str, str] = ("alice", "bob"), room: str = "lab") -> widgets.HBox:
+             usernames: tuple[str, str] = ("alice", "bob"), room: str = "lab", **handshake: Any) -> widgets.HBox:
         """Two panels side by side (``.children`` are the panels), pre-filled to chat with yourself."""
-        return widgets.HBox([cls(address, fingerprint, name, room=room) for name in usernames],
+        return widgets.HBox([cls(address, fingerprint, name, room=room, **handshake) for name in usernames],
                             layout=widgets.Layout(flex_flow="row wrap"))
 
     @property
@@ -260,7 +264,7 @@ class ChatPanel(widgets.VBox):
     def refresh_rooms(self) -> None:
         """Ask the server for its rooms and list them, with member counts and a lock if they need a password."""
         try:
-            rooms = ChatClient.list_rooms(self.address, fingerprint=self.fingerprint)
+            rooms = ChatClient.list_rooms(self.address, fingerprint=self.fingerprint, **self._handshake)
         except (TcrpError, OSError) as exc:
             self._say(f"Could not list the rooms: {explain_error(exc)}", "error")
             return
@@ -312,7 +316,7 @@ class ChatPanel(widgets.VBox):
         open_room = ChatClient.create_room if create else ChatClient.join_room
         try:
             client = open_room(self.address, room, username, password, fingerprint=self.fingerprint, history=HISTORY,
-                               trace=trace, on_message=lambda _: self._changed(session),
+                               trace=trace, **self._handshake, on_message=lambda _: self._changed(session),
                                on_event=lambda event: self._event(session, event))
         except Exception as exc:  # shown in the panel, never raised into a button callback
             with self._lock:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,9 +13,24 @@ import pytest
 
 from tcrp_lab import ChatServer
 from tcrp_lab.crypto import ServerKey
+from tcrp_lab.known_servers import ENV as KNOWN_SERVERS_ENV
 
 KEY = ServerKey.demo()   # made once: RSA key generation is not what most tests are about
 VECTORS_PATH = Path(__file__).with_name("tcrp2.json")
+VECTORS3_PATH = Path(__file__).with_name("tcrp3.json")
+
+
+# Clients remember servers (trust on first use) in a file of the test run's, never in the real home:
+# set now, before test modules copy os.environ for their subprocesses.
+os.environ[KNOWN_SERVERS_ENV] = str(Path(tempfile.mkdtemp(prefix="tcrp_known_")) / "known_servers")
+
+
+@pytest.fixture(autouse=True)
+def _known_servers(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test its own: servers on port 0 come back on a port another test's server had, with another key."""
+    path = tmp_path_factory.mktemp("known") / "known_servers"
+    monkeypatch.setenv(KNOWN_SERVERS_ENV, str(path))
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +43,11 @@ def server() -> Iterator[ChatServer]:
     """A TCRP/2 server on loopback, free ports, the demo key; stopped after the test."""
     with ChatServer("127.0.0.1", 0, 0, key=KEY) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def vectors3() -> dict:
+    return json.loads(VECTORS3_PATH.read_text())
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> object:

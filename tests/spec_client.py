@@ -1,7 +1,9 @@
 """A minimal TCRP/2 client written from docs/TCRP.md alone, sharing no code with tcrp_lab.
 
 It is the contract test: if this client can join a ChatServer and chat, the server speaks the
-spec, not merely our own client's dialect. Blocking, single-threaded, no retransmission.
+spec, not merely our own client's dialect. Blocking, single-threaded, no retransmission. It speaks
+both handshakes (§2: version 2, RSA key transport; §2.2: version 3, signed ephemeral X25519), with
+pycryptodome only, where tcrp_lab does X25519 and the signature check with ``cryptography``.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import struct
 
 from Crypto.Cipher import AES, PKCS1_OAEP
 from Crypto.Hash import SHA256
+from Crypto.Protocol.DH import import_x25519_public_key, key_agreement
 from Crypto.Protocol.KDF import HKDF
-from Crypto.PublicKey import RSA
+from Crypto.PublicKey import ECC, RSA
+from Crypto.Signature import pss
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -53,14 +57,31 @@ class SpecClient:
     def __init__(self, host: str, tcp_port: int, room: str, username: str, password: str = "", create: bool = False):
         tcp = socket.create_connection((host, tcp_port), timeout=5)
         hello = _recv_frame(tcp)
-        assert hello[:4] == b"TCRP" and hello[4] == 2
-        nonce, der = hello[5:21], hello[21:]
+        assert hello[:4] == b"TCRP" and hello[4] in (2, 3)
+        self.version = hello[4]
+        nonce = hello[5:21]
+        if self.version == 2:
+            der = hello[21:]
+            premaster = os.urandom(32)
+            ckx = PKCS1_OAEP.new(RSA.import_key(der), hashAlgo=SHA256).encrypt(premaster)
+            info = b"tcrp/2 session"
+        else:
+            share = hello[21:53]
+            (sig_len,) = struct.unpack(">H", hello[53:55])
+            signature, der = hello[55 : 55 + sig_len], hello[55 + sig_len :]
+            # raises ValueError, before anything is sent, if the share is not signed by this key
+            pss.new(RSA.import_key(der), salt_bytes=32).verify(SHA256.new(b"tcrp/3 server share" + nonce + share),
+                                                                signature)
+            mine = ECC.generate(curve="Curve25519")
+            ckx = mine.public_key().export_key(format="raw")
+            premaster = key_agreement(static_priv=mine, static_pub=import_x25519_public_key(share), kdf=lambda x: x)
+            assert any(premaster), "all-zero X25519 result"
+            del mine   # the ephemeral private key, gone once the secret is computed
+            info = b"tcrp/3 session"
         self.fingerprint = hashlib.sha256(der).hexdigest()
-        premaster = os.urandom(32)
-        ckx = PKCS1_OAEP.new(RSA.import_key(der), hashAlgo=SHA256).encrypt(premaster)
         tcp.sendall(struct.pack(">I", len(ckx)) + ckx)
         transcript = hashlib.sha256(hello + ckx).digest()
-        okm = HKDF(premaster, 128, nonce, SHA256, context=b"tcrp/2 session" + transcript)
+        okm = HKDF(premaster, 128, nonce, SHA256, context=info + transcript)
         tcp_c2s, tcp_s2c, self.udp_c2s, self.udp_s2c = (okm[i : i + 32] for i in range(0, 128, 32))
         request = _message(room, 1 if create else 2, 0, {"username": username, "password": password})
         ct, tag = _ocb(tcp_c2s, 0).encrypt_and_digest(request)

@@ -59,7 +59,21 @@ def test_the_table_shows_ours_next_to_the_relay():
         assert words in done.stdout
 
 
+def test_handshakes_measures_version_2_and_version_3_joins_and_the_server_cpu_of_each():
+    done = bench("--handshakes", "--joins", "3", "--rounds", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["joins"] == 3 and result["v2"]["handshake"] == "rsa" and result["v3"]["handshake"] == "x25519"
+    for version in ("v2", "v3"):
+        figures = result[version]
+        assert 0 < figures["p50_ms"] <= figures["p95_ms"] and figures["wall_s"] > 0
+        assert figures["server_cpu_ms_per_join"] > 0
+    table = bench("--handshakes", "--joins", "2", "--rounds", "1")
+    assert "version 2: RSA key transport" in table.stdout and "version 3: X25519 + RSA-PSS" in table.stdout
+
+
 @pytest.mark.parametrize("args, message", [
+    (["--handshakes", "--adversary"], "--handshakes and --adversary are separate runs"),
     (["--senders", "4", "--members", "4"], "--senders must be below --members"),
     (["--members", "1"], "a room needs at least 2 members"),
     (["--rate", "-5"], "-5 is not a positive number"),

@@ -258,3 +258,34 @@ def test_a_line_from_a_hostile_server_reaches_the_terminal_as_visible_text(what)
         assert not re.search(r"\x1b\][0-9]|\x1b\[[0-9;]*[HJK]", raw)   # only colour codes of our own
         if "[" in text and text.isprintable():
             assert text in shown   # markup shown literally, not interpreted
+
+
+def test_the_server_cli_serves_version_2_with_handshake_rsa_and_the_client_cli_refuses_it_with_require_fs(tmp_path):
+    run = Running("tcrp_lab.server", "--tcp-port", "0", "--udp-port", "0", "--key", str(tmp_path / "key.pem"),
+                  "--handshake", "rsa")
+    try:
+        ready = run.expect(r"TCRP server ready \(TCRP/2, handshake version 2: RSA key transport, NOT forward secret\)"
+                           r" .* tcp (\d+), udp (\d+)")
+        port = ready.group(1)
+        refused = subprocess.run([sys.executable, "-m", "tcrp_lab.client", "list", "--tcp-port", port, "--require-fs"],
+                                 capture_output=True, text=True, env=ENV, timeout=30)
+        assert refused.returncode == 1 and "offers only the version 2 handshake" in " ".join(refused.stdout.split())
+        listed = subprocess.run([sys.executable, "-m", "tcrp_lab.client", "list", "--tcp-port", port,
+                                 "--known-servers", str(tmp_path / "known")], capture_output=True, text=True, env=ENV,
+                                timeout=30)
+        assert "no rooms yet" in listed.stdout
+        assert (tmp_path / "known").read_text().startswith(f"127.0.0.1:{port} ")
+    finally:
+        run.kill()
+
+
+def test_the_client_cli_refuses_a_changed_key_and_says_what_to_do(tmp_path):
+    known = tmp_path / "known"
+    with ChatServer("127.0.0.1", 0, 0) as server:
+        port = server.address.tcp_port
+        known.write_text(f"127.0.0.1:{port} {'ab' * 32}\n")
+        refused = subprocess.run([sys.executable, "-m", "tcrp_lab.client", "list", "--tcp-port", str(port),
+                                  "--known-servers", str(known)], capture_output=True, text=True, env=ENV, timeout=30)
+    text = " ".join(refused.stdout.split())
+    assert refused.returncode == 1
+    assert server.fingerprint in text and "ab" * 32 in text and "delete line 1" in text and "Nothing was sent" in text

@@ -17,7 +17,7 @@ SOLUTIONS = ROOT / "notebooks" / "solutions"
 LESSONS = sorted(path.stem for path in SOLUTIONS.glob("[0-9][0-9]_*.ipynb"))
 TIME = re.compile(r"\*\*Prerequisites:\*\*.+ · \*\*Time:\*\* (about \d+ minutes)\s*$", re.MULTILINE)
 # Every term the lessons rely on (issue 13); each gets a `## Term` heading.
-TERMS = ["AAD", "AEAD", "Amplification", "CFB", "Datagram", "Fingerprint", "Frame", "GCM", "Go-back-N",
+TERMS = ["AAD", "AEAD", "Amplification", "CFB", "Datagram", "Fingerprint", "Forward secrecy", "Frame", "GCM", "Go-back-N",
          "Handshake", "Head-of-line blocking", "IV", "KDF", "Keep-alive", "Keystream", "MTU", "NAT", "Nonce",
          "OCB", "Path validation", "Premaster", "Replay window", "RTO", "RTT", "Salt", "scrypt",
          "Selective repeat", "Seq", "Session keys", "Token"]

@@ -119,6 +119,36 @@ def test_client_key_exchange_vector_with_and_without_the_keys(hs, keys):
         assert_row(text, "derived", name, value)
 
 
+def test_the_version_3_server_hello_vector_is_laid_out_byte_by_byte(vectors3):
+    hs3 = vectors3["handshake"]
+    body = bytes.fromhex(hs3["server_hello_body"])
+    text = render(explain(encode_frame(body), kind="ServerHello"))
+    assert_row(text, "8–8", "version", "3 (ephemeral X25519, forward secret)")
+    assert_row(text, "9–24", "server_nonce", hs3["server_nonce_hex"])
+    assert_row(text, "25–56", "server_share", hs3["server_share_hex"])
+    assert_row(text, "57–58", "sig_len", "256 (u16)")
+    assert_row(text, "59–314", "signature", "RSA-PSS")
+    assert_row(text, f"315–{len(body) + 3}", "public key DER", "RSA-2048 public key")
+    assert "then the signature on the share" in " ".join(text.split())
+
+
+def test_the_version_3_client_key_exchange_vector_with_and_without_the_keys(vectors3):
+    hs3 = vectors3["handshake"]
+    frame = encode_frame(bytes.fromhex(hs3["client_key_exchange_body"]))
+    text = render(explain(frame, kind="ClientKeyExchange"))
+    assert_row(text, "4–35", "client_share", hs3["client_key_exchange_body"])
+    assert "not known here" in text and "tcp_c2s" not in text
+    hello = ServerHello.decode(bytes.fromhex(hs3["server_hello_body"]))
+    keys = SessionKeys(*(bytes.fromhex(v) for v in hs3["keys"].values()))
+    event = PacketEvent(time=0.0, side="server", direction="in", transport="tcp", peer=("127.0.0.1", 9001),
+                        kind="ClientKeyExchange", raw=frame, keys=keys, hello=hello)
+    text = render(explain(event))
+    assert_row(text, "derived", "HKDF info", "'tcrp/3 session' | SHA-256(ServerHello | this blob)")
+    assert_row(text, "derived", "HKDF IKM", "X25519(own ephemeral private key")
+    for name, value in hs3["keys"].items():
+        assert_row(text, "derived", name, value)
+
+
 def test_tcp_frame_vectors_are_opened_and_their_message_explained(vectors, keys):
     for v in vectors["tcp_frames"]:
         frame = bytes.fromhex(v["frame_hex"])
@@ -260,8 +290,8 @@ def test_the_live_log_shows_the_whole_conversation_in_order(live):
     server, alice, bob, server_trace, client_trace = live
     text = render(server_trace)
     expected = [
-        r"server S→C tcp \S+ +ServerHello +319 B v2 nonce",
-        r"server C→S tcp \S+ +ClientKeyExchange +260 B RSA-OAEP 256 B, session keys derived",
+        r"server S→C tcp \S+ +ServerHello +609 B v3 nonce \S+ share \S+ key",
+        r"server C→S tcp \S+ +ClientKeyExchange +36 B X25519 share 32 B, session keys derived",
         r"server C→S tcp \S+ +request .* #0 CREATE_ROOM 'lab' username='alice' password='pw'",
         r"server S→C tcp \S+ +response .* #0 CREATE_ROOM 'lab' status='ok'",
         rf"server S→C tcp \S+ +complete .* #1 token {alice.token.hex()} for alice",
@@ -660,7 +690,7 @@ def test_the_server_cli_prints_the_live_trace(tmp_path):
         alice.send("hi from the cli test")
         bob.wait_for_messages(1, timeout=5)
         seen = read_until(out, {
-            "ServerHello": r"ServerHello +319 B", "request": r"request .* CREATE_ROOM 'lab'",
+            "ServerHello": r"ServerHello +609 B", "request": r"request .* CREATE_ROOM 'lab'",
             "complete": rf"complete .* token {alice.token.hex()}", "hello": r"C→S udp \S+ +hello",
             "welcome": r"S→C udp \S+ +welcome", "chat": r"chat .* text='hi from the cli test'",
             "masked": r"JOIN_ROOM 'lab' .*password='\*{9}'"})

@@ -414,3 +414,31 @@ def test_a_password_guesser_is_told_to_wait_in_plain_words():
     text = explain_error(RateLimited("too many wrong passwords", retry_after=4.0), "vault")
     assert "Too many wrong passwords for “vault”" in text and "in 4 s" in text
     assert "in a moment" in explain_error(RateLimited("too many", retry_after=0.25), "vault")
+
+
+def test_a_panel_refuses_a_changed_key_showing_both_fingerprints_and_what_to_do(panels, tmp_path):
+    from tcrp_lab.known_servers import KnownServers
+
+    memory = KnownServers(tmp_path / "known_servers")
+    with ChatServer("127.0.0.1", 0, 0) as first:   # its own key: remembered on first contact
+        panel = ChatPanel(first.address, username="alice", known_servers=memory)
+        panels.append(panel)
+        assert memory.remembered(first.host, first.address.tcp_port) == first.fingerprint
+        stale = ("ab" * 32)
+        memory.forget(first.host, first.address.tcp_port)
+        memory.check(first.host, first.address.tcp_port, stale)   # as if another key had been met there before
+        fill(panel, "create", "lab")
+        panel.go.click()
+        assert in_join(panel) and panel.client is None
+        for words in (first.fingerprint, stale, "delete line 1", "Nothing was sent"):
+            assert words in panel.notice.value
+
+
+def test_a_panel_that_requires_forward_secrecy_refuses_a_version_2_server(panels):
+    with ChatServer("127.0.0.1", 0, 0, key=KEY, handshake="rsa") as old:
+        panel = ChatPanel(old.address, username="alice", require_forward_secrecy=True)
+        panels.append(panel)
+        assert "offers only the version 2 handshake" in panel.notice.value
+        fill(panel, "create", "lab")
+        panel.go.click()
+        assert in_join(panel) and "Refused" in panel.notice.value

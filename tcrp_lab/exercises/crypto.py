@@ -19,7 +19,7 @@ from ..crypto import SeededRandom, SessionKeys, UdpChannel
 from ..protocol import Datagram, ProtocolError
 from .common import Case, CheckResult, check, show
 
-__all__ = ["RULE", "check_replay_window", "scenarios"]
+__all__ = ["RULE", "check_replay_window", "check_v3_keys", "live_v3_session", "scenarios"]
 
 RULE = "a seq is recorded in the replay window only after its datagram authenticates"
 TITLE = "Replay window"
@@ -152,3 +152,54 @@ def check_replay_window(window_class: Callable[[], Any], receive: Callable[[byte
         cases.append(Case(description, lambda sent=sent: _run(window_class, receive, keys.udp_c2s, sent),
                           expected, hint))
     return check(TITLE, cases, todo=TODO)
+
+
+# --- Lesson 03, part B: the version 3 session keys, from the trace and your ephemeral key ---------
+
+V3_TITLE = "Version 3 session keys"
+V3_TODO = ("Write derive_v3_keys(server_hello_body, client_share, my_private): the server's share is "
+           "server_hello_body[21:53] and its nonce [5:21]; shared = X25519(my_private, server share); "
+           "transcript = SHA-256(server_hello_body | client_share); then HKDF-SHA-256(shared, salt=nonce, "
+           "info=b'tcrp/3 session' | transcript), four 32-byte keys: tcp_c2s, tcp_s2c, udp_c2s, udp_s2c.")
+V3_SEEDS = ("check_v3_keys one", "check_v3_keys two")
+
+
+def _as_hex(keys: Any) -> Any:
+    """The learner's answer as {name: hex}, whether it holds bytes or hex (anything else is shown as is)."""
+    if not isinstance(keys, dict):
+        return keys
+    return {name: value.hex() if isinstance(value, (bytes, bytearray)) else value for name, value in keys.items()}
+
+
+def live_v3_session(seed: str) -> tuple[bytes, bytes, bytes, dict[str, str]]:
+    """A real version 3 handshake with a real server: (ServerHello body, ClientKeyExchange body, the
+    client's ephemeral private key, the session keys both ends derived, as hex)."""
+    from ..client import ControlConnection
+    from ..server import ChatServer
+    from ..crypto import ServerKey
+    from ..trace import Trace
+
+    trace = Trace()
+    with ChatServer("127.0.0.1", 0, 0, key=ServerKey.demo(), rng=SeededRandom(seed + " server")) as server, \
+            ControlConnection(server.address, fingerprint=server.fingerprint, rng=SeededRandom(seed),
+                              trace=trace) as control:
+        hello = trace.filter(kind="ServerHello")[0].raw[4:]
+        ckx = trace.filter(kind="ClientKeyExchange")[0].raw[4:]
+        keys = control.keys.hex()
+    return hello, ckx, SeededRandom(seed)(32), keys   # the client draws its ephemeral key first (TCRP.md §2.2)
+
+
+def check_v3_keys(derive: Callable[[bytes, bytes, bytes], Any]) -> CheckResult:
+    """``derive(server_hello_body, client_share, my_private)`` must return the four session keys
+    ({name: bytes}, or hex) of live version 3 sessions, as the client and the server derived them."""
+    if not callable(derive):
+        return CheckResult.failure(V3_TITLE, "check_v3_keys needs your function",
+                                   "call it as check_v3_keys(derive_v3_keys)")
+    cases = []
+    for seed in V3_SEEDS:
+        hello, ckx, private, keys = live_v3_session(seed)
+        cases.append(Case(f"a live version 3 session (client seed {seed!r})",
+                          lambda h=hello, c=ckx, p=private: _as_hex(derive(h, c, p)), keys,
+                          "the IKM is the X25519 secret (32 bytes), the salt the 16-byte server nonce, and the info "
+                          "b'tcrp/3 session' followed by SHA-256 of the two bodies, ServerHello first"))
+    return check(V3_TITLE, cases, todo=V3_TODO)
