@@ -224,6 +224,9 @@ def loss_timeline(events: Iterable[Any], user: str, *, dropped: Any = (), title:
             sends.setdefault(chat, []).append((e.time, through))
         elif e.side == "client" and e.user == user and e.kind == "ack" and chat is not None:
             acked.setdefault(chat, e.time)
+            for other in sends:   # TCRP.md §4.5: this ack also covers every id up to upto, and the sack ranges
+                if other <= e.message.upto or any(a <= other <= b for a, b in e.message.sack):
+                    acked.setdefault(other, e.time)
         elif e.side == "server" and e.user == user and e.kind == "chat" and e.direction == "in" and chat is not None:
             arrived.setdefault(chat, e.time)
         elif e.side == "server" and e.user == user and e.kind == "ack" and chat is not None and e.message.seq:
