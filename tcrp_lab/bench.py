@@ -112,7 +112,7 @@ def _serve_chat(max_members: int, lifted: bool, legacy: bool = False, handshake:
     logger.setLevel(logging.INFO)
     server.start()
     _say({"tcp": server.address.tcp_port, "udp": server.address.udp_port, "fingerprint": server.fingerprint,
-          "limits": dataclasses.asdict(server.limits), "version": server.profile.version})
+          "limits": dataclasses.asdict(server.limits), "version": getattr(server.profile, "version", 1)})
     for line in sys.stdin:
         if line.strip() == "stats":
             stats = server.stats

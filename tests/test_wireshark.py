@@ -42,7 +42,8 @@ def test_every_packet_of_a_lossy_chat_decodes_as_tcrp_with_no_error_or_malformed
         [r for r in rows if not r["frame.protocols"].endswith(":tcrp")][:3]
     assert count(path, "_ws.malformed || _ws.expert.severity == \"Error\"") == 0
     assert count(path, "tcp.analysis.flags") == 0
-    assert {row["tcrp.profile"] for row in rows} == {"TCRP/2" if profile == "secure" else "TCRP/1"}
+    # secure: the TCP side is labelled by its handshake version (3, the default), the datagrams TCRP/2
+    assert {row["tcrp.profile"] for row in rows} == ({"TCRP/3", "TCRP/2"} if profile == "secure" else {"TCRP/1"})
 
 
 def test_a_secure_datagrams_room_token_and_seq_are_the_bytes_on_the_wire(secure):
@@ -59,7 +60,7 @@ def test_the_handshake_and_the_decrypted_requests_are_laid_out_by_name(secure):
     trace, _, _, rows = secure
     tcp = [row for row in rows if row["tcp.len"]]
     hellos = [row for row in tcp if row["tcrp.kind"] == "ServerHello"]
-    assert [row["tcrp.version"] for row in hellos] == ["2", "2"]   # alice's and bob's connections
+    assert [row["tcrp.version"] for row in hellos] == ["3", "3"]   # alice's and bob's connections (version 3)
     assert sum(row["tcrp.kind"] == "ClientKeyExchange" for row in tcp) == 2
     records = [(row["tcrp.op"], row["tcrp.state"], row["tcrp.room"]) for row in tcp if row["tcrp.kind"] == "Record"]
     sent = [decode_message(e.plaintext) for e in trace if e.transport == "tcp" and e.kind in
