@@ -11,6 +11,11 @@ The lessons' demo key is published with the package, so remembering it would pro
 the lessons start servers with it on new ports all the time: a server presenting it is let in
 without being written down (:attr:`Verdict.DEMO`), unless that host and port are remembered with
 another key, which is refused like any change.
+
+The default memory also leaves out this machine's own servers (127.0.0.1, ::1, localhost,
+:attr:`Verdict.LOCAL`): the lessons and the README start them on ports the system picks, so a port
+comes back with another key sooner or later, and whoever could swap a key on this machine could
+read its key file too. ``KnownServers(path)`` given a file remembers them as well.
 """
 
 from __future__ import annotations
@@ -21,10 +26,11 @@ import os
 import threading
 from pathlib import Path
 
-__all__ = ["ENV", "KnownServers", "Verdict", "default_path", "demo_fingerprint"]
+__all__ = ["ENV", "LOCAL_HOSTS", "KnownServers", "Verdict", "default_path", "demo_fingerprint"]
 
 ENV = "TCRP_LAB_KNOWN_SERVERS"
 MAX_LINE = 300          # a line longer than any host:port and fingerprint is not ours: ignored
+LOCAL_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})   # this machine (127.0.0.2 and up stand for others)
 
 
 class Verdict(enum.Enum):
@@ -32,6 +38,7 @@ class Verdict(enum.Enum):
     KNOWN = "known"       # the key remembered for this server
     CHANGED = "changed"   # another key than the one remembered: refuse
     DEMO = "demo"         # the published demo key on a server not remembered: let in, not written down
+    LOCAL = "local"       # a server on this machine, and a memory that leaves them out: let in, not written down
 
 
 def default_path() -> Path:
@@ -55,8 +62,9 @@ class KnownServers:
 
     _lock = threading.Lock()
 
-    def __init__(self, path: str | os.PathLike[str] | None = None):
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, remember_local: bool | None = None):
         self.path = Path(path) if path is not None else default_path()
+        self.remember_local = path is not None if remember_local is None else remember_local
 
     def entries(self) -> dict[str, tuple[str, int]]:
         """``host:port`` -> (fingerprint, line number), from the file as it is now."""
@@ -84,6 +92,8 @@ class KnownServers:
                 return Verdict.KNOWN if known == fingerprint else Verdict.CHANGED
             if fingerprint == demo_fingerprint():
                 return Verdict.DEMO
+            if not self.remember_local and host in LOCAL_HOSTS:
+                return Verdict.LOCAL
             if not remember:
                 return Verdict.NEW
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,4 +125,4 @@ class KnownServers:
                 "if it is not, do not connect.")
 
     def __repr__(self) -> str:
-        return f"KnownServers({str(self.path)!r})"
+        return f"KnownServers({str(self.path)!r}, remember_local={self.remember_local})"

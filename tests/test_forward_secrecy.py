@@ -229,12 +229,25 @@ def test_a_relay_that_swaps_the_key_on_the_second_connection_is_refused_with_bot
 
 
 def test_the_default_store_is_the_environments_and_a_known_key_passes(_known_servers):
-    with ChatServer("127.0.0.1", 0, 0) as server:
+    with ChatServer("127.0.0.2", 0, 0) as server:   # 127.0.0.2 stands for another machine
         with ControlConnection(server.address) as first:
             assert first.trust is Verdict.NEW
         with ControlConnection(server.address) as again:
             assert again.trust is Verdict.KNOWN
-    assert _known_servers.read_text() == f"127.0.0.1:{server.address.tcp_port} {server.fingerprint}\n"
+    assert _known_servers.read_text() == f"127.0.0.2:{server.address.tcp_port} {server.fingerprint}\n"
+
+
+def test_the_default_store_leaves_this_machines_servers_out_so_a_reused_port_is_no_false_alarm(_known_servers, tmp_path):
+    with ChatServer("127.0.0.1", 0, 0) as server:
+        with ControlConnection(server.address) as first:
+            assert first.trust is Verdict.LOCAL
+    assert not _known_servers.exists()                      # nothing written: the next server on that port is new
+    with ChatServer("127.0.0.1", server.address.tcp_port, 0) as again:   # the same port, another key
+        with ControlConnection(again.address) as second:
+            assert second.trust is Verdict.LOCAL
+        store = KnownServers(tmp_path / "known_servers")     # a file given: this machine's servers remembered too
+        with ControlConnection(again.address, known_servers=store) as chosen:
+            assert chosen.trust is Verdict.NEW and store.remembered("127.0.0.1", again.address.tcp_port)
 
 
 def test_the_demo_key_is_let_in_without_being_remembered_but_not_where_another_key_was(tmp_path):
@@ -270,7 +283,7 @@ def test_known_servers_none_remembers_nothing(tmp_path, _known_servers):
 
 
 def test_a_version_2_server_is_remembered_too_and_a_client_error_is_a_tcrp_error():
-    with ChatServer("127.0.0.1", 0, 0, handshake="rsa") as server:
+    with ChatServer("127.0.0.2", 0, 0, handshake="rsa") as server:   # another machine
         with ControlConnection(server.address) as control:
             assert control.trust is Verdict.NEW
     assert issubclass(ServerKeyChanged, FingerprintMismatch) and issubclass(ForgedServerHello, TcrpError)
