@@ -9,11 +9,10 @@ tcrp_lab client asks less precisely, go-back-N: from its first gap to the highes
 from __future__ import annotations
 
 import random
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .common import Case, CheckResult, check
+from .common import Case, CheckResult, check, run_bounded
 
 __all__ = ["check_gaps", "reference_missing_ranges"]
 
@@ -83,11 +82,9 @@ def _as_ranges(value: Any) -> Any:
 
 
 class _Bounded:
-    """Calls the learner's function in a daemon thread, at most ``timeout`` seconds per call.
-
-    After one call that does not return (an endless loop), the later ones are not started: the
-    stuck thread runs until the kernel restarts, and each further wait would only add seconds.
-    """
+    """Calls the learner's function with :func:`~tcrp_lab.exercises.common.run_bounded`: at most
+    ``timeout`` seconds per call. After one call that did not return (an endless loop), the later
+    ones are not started: each would only add seconds to say the same."""
 
     def __init__(self, fn: Callable[[list[int]], Any], timeout: float):
         self.fn, self.timeout, self.stuck = fn, timeout, False
@@ -95,23 +92,11 @@ class _Bounded:
     def __call__(self, arg: list[int]) -> Any:
         if self.stuck:
             raise TimeoutError("not run: an earlier call never returned")
-        outcome: list[tuple[bool, Any]] = []
-
-        def run() -> None:
-            try:
-                outcome.append((True, self.fn(arg)))
-            except BaseException as exc:   # handed back to the checker's thread, NotImplementedError included
-                outcome.append((False, exc))
-
-        thread = threading.Thread(target=run, name="check-gaps", daemon=True)
-        thread.start()
-        thread.join(self.timeout)
-        if not outcome:
+        status, value = run_bounded(lambda: self.fn(arg), self.timeout)
+        if status == "timeout":
             self.stuck = True
-            raise TimeoutError(f"it did not return within {self.timeout:g} s (an endless loop?); "
-                               "restart the kernel to stop it")
-        ok, value = outcome[0]
-        if not ok:
+            raise TimeoutError(f"it did not return within {self.timeout:g} s (an endless loop?)")
+        if status == "raised":
             raise value
         return value
 
