@@ -271,7 +271,8 @@ def test_joins_that_never_say_hello_are_capped_and_expire(server):
     bob = ChatClient.join_room(server.address, "lab", "bob")   # the room is not full for an honest member
     host.send("hi bob")
     assert bob.wait_for_messages(1, timeout=5)[0].text == "hi bob"
-    assert [e.user for e in host.events if e.kind == "joined"] == ["host", "bob"]   # ghosts never announced
+    wait_for(lambda: [e.user for e in host.events if e.kind == "joined"] == ["host", "bob"], timeout=5,
+             what="bob's joined event at the host, and no ghost's")   # ghosts never announced
     host.close()
     bob.close()
 
