@@ -8,6 +8,7 @@ and neither knows the other.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 from rich.jupyter import JupyterMixin
 
 from .crypto import ServerHello, SessionKeys
+from .protocol import Message
 
 if TYPE_CHECKING:
     from .explain import Explanation
 
-__all__ = ["ARROWS", "PacketEvent", "Tracer"]
+__all__ = ["ARROWS", "PacketEvent", "Tracer", "mask_passwords"]
 
 ARROWS = {"c2s": "C→S", "s2c": "S→C"}   #: sender→receiver, by role (docs/TCRP.md's tables)
 
@@ -81,6 +83,20 @@ class PacketEvent(JupyterMixin):
     def __repr__(self) -> str:
         return (f"PacketEvent({self.side} {self.direction} {self.transport} {self.kind}, {self.size} bytes, "
                 f"session={self.session!r})")
+
+
+def mask_passwords(event: PacketEvent, mask: str | None = None) -> PacketEvent:
+    """``event`` with a request's password replaced by ``mask`` — by default ``*`` as many as its
+    UTF-8 bytes, so every size field stays true — in its message and plaintext; the event itself,
+    when it holds no password."""
+    message = event.message
+    password = message.payload.get("password") if isinstance(message, Message) else None
+    if not password:
+        return event
+    stars = mask if mask is not None else "*" * len(str(password).encode("utf-8"))
+    masked = dataclasses.replace(message, payload={**message.payload, "password": stars})
+    plaintext = masked.encode() if event.plaintext is not None and event.plaintext_size is None else None
+    return dataclasses.replace(event, message=masked, plaintext=plaintext)
 
 
 Tracer = Callable[[PacketEvent], None]

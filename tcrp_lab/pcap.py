@@ -40,6 +40,7 @@ from typing import Any, BinaryIO
 
 from . import __version__
 from .crypto import ServerHello
+from .events import mask_passwords
 from .explain import visible
 from .protocol import Datagram, Message, Payload, ProtocolError
 
@@ -66,6 +67,7 @@ Endpoint = tuple[Any, int]   # (ipaddress.IPv4Address | IPv6Address, port)
 def comment(event: Any, *, show_passwords: bool = False) -> str:
     """One line saying what the side that recorded ``event`` knew of it: kind, decoded fields
     (passwords masked unless ``show_passwords``), the datagram's seq, and who recorded it."""
+    event = event if show_passwords else mask_passwords(event, MASK)
     parts = [str(event.kind)]
     message = event.message
     if event.kind == "rejected":
@@ -81,9 +83,9 @@ def comment(event: Any, *, show_passwords: bool = False) -> str:
             parts.append("RSA-OAEP of the premaster secret" + ("; the session keys were derived" if event.keys else ""))
     elif isinstance(message, Message):
         parts.append(f"{message.operation.name} {message.state.name} room={message.room!r}")
-        parts += [f"{k}={_value(k, v, show_passwords)}" for k, v in message.payload.items()]
+        parts += [f"{k}={_value(v)}" for k, v in message.payload.items()]
     elif isinstance(message, Payload):
-        parts += [f"{k}={_value(k, v, show_passwords)}" for k, v in message.to_json().items() if k != "type"]
+        parts += [f"{k}={_value(v)}" for k, v in message.to_json().items() if k != "type"]
     elif event.plaintext is not None:
         parts.append(_plaintext_text(event.plaintext))
     if event.transport == "udp":
@@ -100,9 +102,7 @@ def comment(event: Any, *, show_passwords: bool = False) -> str:
     return text if len(text) <= COMMENT_CHARS else text[: COMMENT_CHARS - 1] + "…"
 
 
-def _value(key: str, value: Any, show_passwords: bool) -> str:
-    if key == "password" and not show_passwords and value:
-        return repr(MASK)
+def _value(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 300 else text[:299] + "…"
 
@@ -117,14 +117,13 @@ def _plaintext_text(plaintext: bytes) -> str:
 
 def _plaintext(event: Any, show_passwords: bool) -> bytes | None:
     """The plaintext to attach, a request's password masked (the length changes with it)."""
+    if not show_passwords:
+        event = mask_passwords(event, MASK)
     plaintext = event.plaintext
     if plaintext is None or event.plaintext_size is not None or len(plaintext) > PLAINTEXT_BYTES:
         return None
     if event.kind in ("ClientKeyExchange", "ServerHello"):
         return None   # TCRP/1's AES key and IV are key material; its PEM key is on the wire in clear already
-    message = event.message
-    if not show_passwords and isinstance(message, Message) and message.payload.get("password"):
-        return dataclasses.replace(message, payload={**message.payload, "password": MASK}).encode()
     return plaintext
 
 

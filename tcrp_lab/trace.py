@@ -58,7 +58,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .crypto import ServerHello, SessionKeys
-from .events import ARROWS, PacketEvent, Tracer
+from .events import ARROWS, PacketEvent, Tracer, mask_passwords
 from .explain import Explanation, Field, _clip, _printable, explain, visible  # explain is part of this API
 from .protocol import (
     FRAME_LENGTH_BYTES, MAX_FRAME, Datagram, Message, Payload, ProtocolError, State, decode_message, decode_payload,
@@ -416,20 +416,6 @@ def render_line(event: PacketEvent, width: int | None = None) -> Text:
     line.append(f"{event.size:>5} B ")
     line.append(visible(detail), style=style)
     return line
-
-
-def mask_passwords(event: PacketEvent) -> PacketEvent:
-    """``event`` with a request's password written as ``*``, as many as its UTF-8 bytes (so every
-    size field stays true); the event itself, when it holds no password."""
-    message = event.message
-    if not isinstance(message, Message) or not isinstance(message.payload.get("password"), str):
-        return event
-    if not message.payload["password"]:
-        return event
-    stars = "*" * len(message.payload["password"].encode("utf-8"))
-    masked = dataclasses.replace(message, payload={**message.payload, "password": stars})
-    plaintext = masked.encode() if event.plaintext is not None and event.plaintext_size is None else None
-    return dataclasses.replace(event, message=masked, plaintext=plaintext)
 
 
 class LiveLog(Trace):
