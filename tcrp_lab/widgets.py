@@ -268,22 +268,27 @@ class ChatPanel(widgets.VBox):
         except (TcrpError, OSError) as exc:
             self._say(f"Could not list the rooms: {explain_error(exc)}", "error")
             return
-        choices = {}
-        for info in sorted(rooms, key=lambda r: r.name):
-            choice = widgets.Button(
-                description=f"{visible(info.name)} · {info.members} member{'s' * (info.members != 1)}",
-                icon="lock" if info.has_password else "comments", layout=widgets.Layout(width="auto", flex="none"),
-                tooltip="needs a password" if info.has_password else "open to anyone")
-            choice.on_click(lambda _, name=info.name: self.pick_room(name))
-            lock = "tcrp-locked" if info.has_password else "tcrp-open"
-            choices[info.name] = _classed(choice, "tcrp-room-choice", lock)
-        empty = widgets.HTML("<i style='font-size:12px;color:#888'>No rooms yet: create one.</i>")
         with self._lock:
-            old = self.rooms.children
+            old, choices = dict(self._choices), {}
+            for info in sorted(rooms, key=lambda r: r.name):
+                # A room still listed keeps its button: a click that lands during a refresh is never lost.
+                choice = old.pop(info.name, None) or self._room_choice(info.name)
+                choice.description = f"{visible(info.name)} · {info.members} member{'s' * (info.members != 1)}"
+                choice.icon = "lock" if info.has_password else "comments"
+                choice.tooltip = "needs a password" if info.has_password else "open to anyone"
+                choice.remove_class("tcrp-open" if info.has_password else "tcrp-locked")
+                choices[info.name] = _classed(choice, "tcrp-locked" if info.has_password else "tcrp-open")
+            gone = [widget for widget in self.rooms.children if widget not in choices.values()]
             self._choices = choices
-            self.rooms.children = tuple(choices.values()) or (empty,)
-        for widget in old:
+            self.rooms.children = tuple(choices.values()) or (
+                widgets.HTML("<i style='font-size:12px;color:#888'>No rooms yet: create one.</i>"),)
+        for widget in gone:
             widget.close()
+
+    def _room_choice(self, name: str) -> widgets.Button:
+        choice = widgets.Button(layout=widgets.Layout(width="auto", flex="none"))
+        choice.on_click(lambda _: self.pick_room(name))
+        return _classed(choice, "tcrp-room-choice")
 
     def pick_room(self, name: str) -> None:
         """Fill the form to join room ``name`` (what clicking a room in the list does)."""

@@ -127,6 +127,25 @@ def test_room_list_shows_members_and_a_lock_and_picking_fills_the_form(server, p
     assert set(listed(other)) == {"open"}
 
 
+def test_a_refresh_keeps_the_button_of_a_room_still_listed_so_a_click_during_it_is_not_lost(server, panels):
+    alice = open_panel(panels, server, "alice")
+    fill(alice, "create", "lab", "pw")
+    alice.go.click()
+    bob = open_panel(panels, server, "bob")
+    before = listed(bob)["lab"]
+    carol = open_panel(panels, server, "carol")
+    fill(carol, "create", "other")
+    carol.go.click()
+    bob.refresh_button.click()
+    assert listed(bob)["lab"] is before and set(listed(bob)) == {"lab", "other"}
+    before.click()                                        # the button the browser showed before the refresh
+    assert bob.room.value == "lab" and bob.mode.value == "join"
+    carol.leave_button.click()
+    gone = listed(bob)["other"]
+    bob.refresh_button.click()
+    assert set(listed(bob)) == {"lab"} and gone.comm is None   # a room that left takes its button with it
+
+
 def test_an_empty_room_list_says_so(server, panels):
     panel = open_panel(panels, server, "alice")
     assert listed(panel) == {} and "No rooms yet" in panel.rooms.children[0].value
