@@ -167,6 +167,8 @@ def test_two_students_chat_on_the_standalone_page_and_the_dashboard_closes_their
                 room = bob.locator(".tcrp-room-choice", has_text="lab")
                 expect(room).to_have_text("lab · 1 member", timeout=STEP)
                 room.click()
+                expect(bob.locator(".tcrp-room input")).to_have_value("lab", timeout=STEP)
+                expect(bob.locator(".tcrp-go")).to_have_text("Join room", timeout=STEP)
                 bob.locator(".tcrp-password input").fill("secret")
                 bob.locator(".tcrp-go").click()
                 expect(bob.locator(".tcrp-status")).to_contain_text("(guest)", timeout=STEP)
