@@ -64,11 +64,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
 from .bench import (
     Child, Member, Receivers, Target, _met, _parse, _percentile, _summary, _text, _udp_socket, join_server, machine,
     make_room, prepare_key_exchanges,
 )
-from .crypto import RecordLayer, ServerHello, client_key_exchange, derive_session_keys, system_random
+from .crypto import (
+    RecordLayer, ServerHello, SessionKeys, client_key_exchange, derive_session_keys, derive_session_keys_v3,
+    system_random,
+)
 from .net import ConnectionClosed, FramedSocket
 from .protocol import (
     MAX_DATAGRAM, Ack, Chat, Datagram, Hello, Message, ProtocolError, Refusal, Resend, RoomChat, decode_message,
@@ -131,6 +136,30 @@ class Address:
     received: int = 0           # bytes the server sent to it
     datagrams: int = 0
     received_datagrams: int = 0
+
+
+@dataclass(frozen=True)
+class KeyExchange:
+    """A ClientKeyExchange prepared once for the version the server speaks (§2, §2.2), and how to
+    get a connection's keys from its ServerHello. An attacker reuses its X25519 key on purpose: it
+    skips nothing the server checks, and the server still does its half on every connection."""
+
+    body: bytes
+    keys: Callable[[ServerHello], SessionKeys]
+
+    @classmethod
+    def prepare(cls, hello: ServerHello) -> KeyExchange:
+        if hello.forward_secret:
+            private = X25519PrivateKey.generate()
+            share = private.public_key().public_bytes_raw()
+
+            def keys(h: ServerHello) -> SessionKeys:
+                return derive_session_keys_v3(private.exchange(X25519PublicKey.from_public_bytes(h.share)), h, share)
+
+            return cls(share, keys)
+        premaster = system_random(32)
+        body = client_key_exchange(hello, premaster=premaster)[0]
+        return cls(body, lambda h: derive_session_keys(premaster, h, body))
 
 
 class Attack:
@@ -254,17 +283,16 @@ class Attack:
     def send_frame(self, io: FramedSocket, body: bytes, tally: Tally) -> None:
         tally.tcp_sent += len(io.send(body))
 
-    def key_exchange(self) -> tuple[bytes, bytes]:
-        """One premaster encrypted to the server's key, reused on every connection: the server
-        pays its RSA decryption each time, the attacker never again."""
+    def key_exchange(self) -> KeyExchange:
+        """One ClientKeyExchange, reused on every connection: the server pays its key agreement
+        (version 3) or RSA decryption (version 2) each time, the attacker only what it must."""
         tally = Tally()
         connected = self.connect(tally)
         if connected is None:
             raise RuntimeError(f"{self.name}: cannot reach the server from {self.config.ip}")
         sock, _, hello = connected
         sock.close()
-        premaster = system_random(32)
-        return premaster, client_key_exchange(hello, premaster=premaster)[0]
+        return KeyExchange.prepare(hello)
 
     def member(self, room: str, username: str = "mallory", **join: Any) -> Any:
         """Join (or create) ``room`` from our address and say hello from there: a real member,
@@ -381,7 +409,7 @@ class HandshakeHold(Attack):
             held.close()
 
     def prepare(self) -> None:
-        self.ckx = self.key_exchange()[1]
+        self.ckx = self.key_exchange().body
 
 
 class IdleConnections(HandshakeHold):
@@ -395,7 +423,7 @@ class KeyExchangeChurn(Attack):
     name, what = "key_exchange_churn", "connect, take the ServerHello, send a ClientKeyExchange, close; again"
 
     def prepare(self) -> None:
-        self.ckx = self.key_exchange()[1]
+        self.ckx = self.key_exchange().body
 
     def thread_count(self) -> int:
         return self.config.threads
@@ -407,7 +435,7 @@ class KeyExchangeChurn(Attack):
                 continue
             sock, io, _ = connected
             try:
-                self.send_frame(io, self.ckx, tally)   # the server decrypts it (RSA) even though we go
+                self.send_frame(io, self.ckx, tally)   # the server does its key agreement even though we go
             except OSError:
                 tally.failed += 1
             sock.close()
@@ -417,7 +445,8 @@ class RequestFlood(Attack):
     """Connections with a finished key exchange that send requests until the server closes them."""
 
     def prepare(self) -> None:
-        self.premaster, self.ckx = self.key_exchange()
+        self.kx = self.key_exchange()
+        self.ckx = self.kx.body
         self.count = iter(range(1 << 62)).__next__
 
     def thread_count(self) -> int:
@@ -434,7 +463,7 @@ class RequestFlood(Attack):
             sock, io, hello = connected
             try:
                 self.send_frame(io, self.ckx, tally)
-                records = RecordLayer.client(derive_session_keys(self.premaster, hello, self.ckx))
+                records = RecordLayer.client(self.kx.keys(hello))
                 while not stop.is_set():
                     self.send_frame(io, records.seal(self.request().encode()), tally)
                     tally.requests += 1
@@ -527,6 +556,7 @@ class AdversaryOptions:
     warmup: float = 1.0        #: seconds of attack before the legitimate load starts
     settle: float = 5.0        #: seconds to wait for the last messages (and acks) after the window
     attacks: tuple[str, ...] = ()
+    handshake: str = "x25519"  #: the server's: "x25519" (version 3, what a classroom runs) or "rsa" (version 2)
 
     @classmethod
     def quick(cls) -> AdversaryOptions:
@@ -542,7 +572,8 @@ class LegitLoad:
         from .client import ChatClient
 
         self.child, self.options = child, options
-        self.prepared = prepare_key_exchanges(child, options.joins)   # first: the server counts its early close now
+        # first (the server counts its early close now); version 3 cannot be prepared, its client side is cheap
+        self.prepared = prepare_key_exchanges(child, options.joins) if child.version == 2 else [None] * options.joins
         self.sender = ChatClient.create_room(child.tcp, f"legit-{tag}", "m0", fingerprint=child.fingerprint)
         self.room = make_room(child, "ours", options.members - 1, f"legit-{tag}", first=1)
         self.joins_host = join_server(child, f"joins-{tag}", "host", create=True)
@@ -777,7 +808,7 @@ def run_adversary(options: AdversaryOptions, step: Callable[[str], None] = lambd
     started = time.perf_counter()
     result: dict[str, Any] = {"mode": "adversary", "machine": machine(), "options": dataclasses.asdict(options)}
     result["options"]["attacks"] = list(attacks)
-    child = Child("server", lifted=False, handshake="rsa")   # its attackers prepare version 2 key exchanges
+    child = Child("server", lifted=False, handshake=options.handshake)
     try:
         result["limits"] = child.limits
         result["alone"] = adversary_scenario(child, 0, None, options, step)
@@ -811,7 +842,8 @@ def adversary_table(result: dict[str, Any]) -> Any:
 
     m, o, alone = result["machine"], result["options"], result["alone"]
     t = Table(title=f"tcrp_lab bench --adversary: {m['cpus']} cores ({m['cpu']}), Python {m['python']}, load "
-                    f"{m['load_average'][0]:g}. Every limit at its default. Legitimate load from 127.0.0.1: a room "
+                    f"{m['load_average'][0]:g}. Handshake version {3 if o.get('handshake', 'x25519') == 'x25519' else 2}, "
+                    f"every limit at its default. Legitimate load from 127.0.0.1: a room "
                     f"of {o['members']} at {o['rate']:g} msg/s for {o['seconds']:g} s and {o['joins']} joins",
               caption="goodput, p99: then as a ratio to the mean of the runs alone (targets >= 0.5x, <= 3x). "
                       "lost: (message, member) pairs never delivered (target 0); late: delivered after the attacker "
@@ -890,12 +922,19 @@ def attacker_main() -> None:
     if sys.stdin.readline().strip() != "go":
         return
     stop = threading.Event()
-    threads = []
+    threads, crashed = [], []
+
+    def loop(tally: Tally) -> None:
+        try:
+            attack.loop(stop, tally)
+        except Exception as exc:  # noqa: BLE001 - a bug in the attacker: reported, so the bench refuses the run
+            crashed.append(f"{type(exc).__name__}: {exc}")
+
     start, cpu0 = time.perf_counter(), time.process_time()
     for i in range(attack.thread_count()):
         tally = Tally()
         attack.tallies.append(tally)
-        threads.append(threading.Thread(target=attack.loop, args=(stop, tally), name=f"attack-{i}", daemon=True))
+        threads.append(threading.Thread(target=loop, args=(tally,), name=f"attack-{i}", daemon=True))
         threads[-1].start()
     deadline = threading.Timer(MAX_SECONDS, stop.set)
     deadline.daemon = True
@@ -907,7 +946,7 @@ def attacker_main() -> None:
         thread.join(10)
     cpu = time.process_time() - cpu0
     attack.finish()
-    _say(attack.report(seconds, cpu))
+    _say({**attack.report(seconds, cpu), "crashed": sorted(set(crashed))})
 
 
 def _say(obj: dict[str, Any]) -> None:
@@ -936,9 +975,12 @@ class AttackerProcess:
         """Stop it; what it sent and received."""
         self._send("stop")
         try:
-            return self._read(timeout)
+            report = self._read(timeout)
         finally:
             self.close()
+        if report.get("crashed"):   # its figures would describe a broken attacker, not the server
+            raise RuntimeError(f"attacker {self.config.attack} crashed: {'; '.join(report['crashed'])}")
+        return report
 
     def close(self) -> None:
         try:

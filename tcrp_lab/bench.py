@@ -304,13 +304,12 @@ def join_server(child: Child | Target, room: str, username: str, *, create: bool
     ``source`` a local address to come from (TCP and UDP), for the attackers of ``--adversary``.
     """
     message = (Message.create_room if create else Message.join_room)(room, username, password)
-    if prepared is None and not source:
-        with ControlConnection(child.tcp, fingerprint=child.fingerprint, timeout=timeout) as control:
+    if prepared is None:
+        with ControlConnection(child.tcp, fingerprint=child.fingerprint, timeout=timeout, bind=source or None) as control:
             complete = control.enter(message)
         keys = control.keys
     else:
-        complete, keys = _enter_prepared(child, message, prepared or prepare_key_exchanges(child, 1, source)[0],
-                                         timeout, source)
+        complete, keys = _enter_prepared(child, message, prepared, timeout, source)
     channel = UdpChannel.client(room, bytes.fromhex(complete["token"]), keys)
     member = Member(username, sock or _udp_socket(child.udp, source), channel)
     if sock is None:
@@ -991,6 +990,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "and on a version 3 one, with the server's CPU per join")
     parser.add_argument("--attack", action="append", choices=tuple(ATTACKS), metavar="NAME",
                         help="with --adversary: only this attacker (repeat for more)")
+    parser.add_argument("--handshake", choices=("x25519", "rsa"),
+                        help="with --adversary: the server's handshake, x25519 (version 3, the default) or rsa "
+                             "(version 2, RSA key transport)")
     defaults, adversary = Options(), AdversaryOptions()
     whole, number = positive(int, "whole number"), positive(float, "number")
     parser.add_argument("--joins", type=whole, help=f"clients joining at once (default {defaults.joins}; "
@@ -1038,8 +1040,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         import psutil  # noqa: F401 - the server's CPU time and RSS
     except ImportError:
         parser.error("the bench needs psutil: pip install 'tcrp_lab[test]' (or: pip install psutil)")
-    if args.attack and not args.adversary:
-        parser.error("--attack picks attackers for --adversary: add --adversary")
+    if (args.attack or args.handshake) and not args.adversary:
+        parser.error("--attack and --handshake are for --adversary: add --adversary")
     if args.loss:
         return _loss_main(args)
     if args.legacy_joins:
@@ -1072,6 +1074,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.adversary:
         options: Options | AdversaryOptions = AdversaryOptions.quick() if args.quick else AdversaryOptions()
         options.attacks = tuple(dict.fromkeys(args.attack or ATTACKS))
+        options.handshake = args.handshake or options.handshake
         given = {"joins": "joins", "members": "members", "rate": "rate", "steady_seconds": "seconds"}
     else:
         options = Options.quick() if args.quick else Options()

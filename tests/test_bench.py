@@ -134,6 +134,16 @@ def test_the_adversary_server_runs_every_limit_at_its_default(adversary):
     from tcrp_lab.limits import Limits
 
     assert adversary["limits"] == asdict(Limits())
+    assert adversary["options"]["handshake"] == "x25519"   # what a classroom runs: version 3
+
+
+def test_the_tcp_attackers_finish_their_key_exchanges_on_either_handshake_version(adversary):
+    on_rsa = strict_json(bench(*ADVERSARY_TINY, "--handshake", "rsa", "--attack", "wrong_password",
+                               "--attack", "room_flood", "--json", timeout=280).stdout)
+    assert on_rsa["options"]["handshake"] == "rsa"
+    for run in (adversary, on_rsa):
+        guesses, rooms = (run["attacks"][name]["attacker"]["answers"] for name in ("wrong_password", "room_flood"))
+        assert guesses.get("wrong_password", 0) >= 1 and rooms.get("ok", 0) >= 1, run["options"]["handshake"]
 
 
 def test_every_attacker_sent_from_its_own_address_and_the_server_counted_what_it_refused(adversary):
@@ -181,9 +191,10 @@ def test_the_adversary_table_names_every_attacker_and_the_run_alone():
 
     done = bench(*ADVERSARY_TINY, "--attack", "garbage", "--attack", "cpu_hog", timeout=120)
     assert done.returncode == 0, done.stderr
+    words_only = " ".join(done.stdout.split())   # the title wraps at the console's width
     for words in ("none (alone)", "none (again, last)", "garbage", "cpu_hog", "goodput", "p99", "lost",
-                  "Every limit at its default"):
-        assert words in done.stdout, words
+                  "Handshake version 3, every limit at its default"):
+        assert words in words_only, words
     assert not (set(ATTACKS) - {"garbage", "cpu_hog"}) & set(done.stdout.split())   # only those asked for
 
 
@@ -196,7 +207,8 @@ def test_the_throughput_scenarios_say_which_budgets_they_lift(tiny):
 
 @pytest.mark.parametrize("args, message", [
     (["--adversary", "--attack", "nope"], "invalid choice: 'nope'"),
-    (["--attack", "garbage"], "--attack picks attackers for --adversary"),
+    (["--attack", "garbage"], "--attack and --handshake are for --adversary"),
+    (["--handshake", "rsa"], "--attack and --handshake are for --adversary"),
     (["--adversary", "--messages", "5"], "--messages do not apply to --adversary"),
 ])
 def test_bad_adversary_flags_say_what_to_do(args, message):
@@ -229,3 +241,31 @@ def test_legacy_joins_counts_every_guest_served_and_none_closed_at_the_deadline(
     assert figures["served_min"] == 3 and figures["lost_total"] == 0 and figures["tcp_deadline"] == 0
     assert figures["wall_s"] > 0 and figures["p50_ms"] <= figures["p95_ms"] and figures["server_cpu_ms_per_join"] >= 0
     assert result["rounds"] == 1 and result["machine"]["cpus"] >= 1
+
+
+def test_an_attacker_whose_loop_crashes_is_reported_and_its_run_refused(monkeypatch, capsys):
+    import io
+
+    from tcrp_lab import adversary
+
+    class Broken(adversary.Attack):
+        name, what = "broken", "raises at once"
+
+        def loop(self, stop, tally):
+            raise TypeError("a bug in the attacker")
+
+    monkeypatch.setitem(adversary.ATTACKS, "broken", Broken)
+    config = adversary.Config("broken", "127.0.0.2", ("127.0.0.1", 9), ("127.0.0.1", 9))
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(adversary.asdict(config)) + "\ngo\nstop\n"))
+    adversary.attacker_main()
+    ready, report = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert ready == {"ready": True} and report["crashed"] == ["TypeError: a bug in the attacker"]
+
+    # The bench's side: a process that prints that report when told to stop.
+    process = adversary.AttackerProcess.__new__(adversary.AttackerProcess)
+    process.config = config
+    process.proc = subprocess.Popen([sys.executable, "-c", f"input(); print({json.dumps(json.dumps(report))})"],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+    with pytest.raises(RuntimeError, match="attacker broken crashed: TypeError: a bug in the attacker"):
+        process.stop(timeout=30)
+    assert process.proc.returncode == 0
