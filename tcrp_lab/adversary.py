@@ -747,11 +747,17 @@ def adversary_scenario(child: Child, index: int, attack: str | None, options: Ad
     if attack:
         result["dropped"] = dict(Counter(drops[ip]) + Counter(drops[victim]))
         result.update(_amplification(result["attacker"]))
-        queues = watch.after.get("udp_queues_of", {})   # the server's random steering key decides (1 in 64)
-        result["shared_queue"] = queues.get(ip) is not None and queues.get(ip) == queues.get("127.0.0.1")
+        result["shared_queue"] = shares_queue(watch.after.get("udp_queues_of", {}), (ip, victim))
     step(f"{name}: waiting for the server to close the attacker's connections")
     _wait_quiet(child, watch.before["open_connections"])
     return result
+
+
+def shares_queue(queues: dict[str, int], attacker: tuple[str, ...], honest: str = "127.0.0.1") -> bool:
+    """Whether any address the attacker sends from (its own, a spoofed victim's) is steered into the
+    class's UDP queue: the server's random steering key decides, 1 in 64 for each (TCRP.md §8.4)."""
+    ours = queues.get(honest)
+    return ours is not None and any(queues.get(ip) == ours for ip in attacker if ip)
 
 
 class ServerWatch:

@@ -269,3 +269,13 @@ def test_an_attacker_whose_loop_crashes_is_reported_and_its_run_refused(monkeypa
     with pytest.raises(RuntimeError, match="attacker broken crashed: TypeError: a bug in the attacker"):
         process.stop(timeout=30)
     assert process.proc.returncode == 0
+
+
+def test_a_spoofed_victim_in_the_class_queue_counts_as_a_shared_queue():
+    from tcrp_lab.adversary import shares_queue
+
+    queues = {"127.0.0.1": 7, "127.0.0.3": 12, "127.0.0.103": 7}
+    assert shares_queue(queues, ("127.0.0.3", "127.0.0.103"))          # the victim's datagrams fill the class's queue
+    assert not shares_queue(queues, ("127.0.0.3", ""))                 # an attacker with no victim
+    assert shares_queue({"127.0.0.1": 7, "127.0.0.3": 7}, ("127.0.0.3", ""))
+    assert not shares_queue({"127.0.0.3": 7}, ("127.0.0.3",))         # the class's queue unknown: not claimed
