@@ -68,7 +68,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 
 from .bench import (
     Child, Member, Receivers, Target, _met, _parse, _percentile, _summary, _text, _udp_socket, join_server, machine,
-    make_room, prepare_key_exchanges,
+    make_room, prepared_joins,
 )
 from .crypto import (
     RecordLayer, ServerHello, SessionKeys, client_key_exchange, derive_session_keys, derive_session_keys_v3,
@@ -572,8 +572,7 @@ class LegitLoad:
         from .client import ChatClient
 
         self.child, self.options = child, options
-        # first (the server counts its early close now); version 3 cannot be prepared, its client side is cheap
-        self.prepared = prepare_key_exchanges(child, options.joins) if child.version == 2 else [None] * options.joins
+        self.prepared = prepared_joins(child, options.joins)   # first: the server counts its early close now
         self.sender = ChatClient.create_room(child.tcp, f"legit-{tag}", "m0", fingerprint=child.fingerprint)
         self.room = make_room(child, "ours", options.members - 1, f"legit-{tag}", first=1)
         self.joins_host = join_server(child, f"joins-{tag}", "host", create=True)

@@ -336,6 +336,12 @@ def prepare_key_exchanges(child: Child | Target, n: int, source: str = "") -> li
     return out
 
 
+def prepared_joins(child: Child, n: int) -> list[Any]:
+    """What to pass as ``prepared`` to ``n`` joins: premasters on version 2; None on version 3, which
+    cannot be prepared (the client's share answers the server's) and whose client side is cheap."""
+    return prepare_key_exchanges(child, n) if child.version == 2 else [None] * n
+
+
 def _connect(child: Child | Target, timeout: float, source: str = "") -> socket.socket:
     """A TCP connection to the server (from the local address ``source`` if given)."""
     sock = socket.create_connection(child.tcp, timeout=timeout, source_address=(source, 0) if source else None)
@@ -609,8 +615,7 @@ def joins(child: Child, n: int, room: str) -> dict[str, Any]:
     """``n`` guests join an open room at once (each from its own thread, released together): from
     the TCP connect to the ``welcome``, with only the RSA encryption of each client done before."""
     host = join_server(child, room, "host", create=True)
-    # version 3 cannot be prepared (the client's share answers the server's); its client side is cheap
-    prepared: list[Any] = prepare_key_exchanges(child, n) if child.version == 2 else [None] * n
+    prepared = prepared_joins(child, n)
     barrier = threading.Barrier(n)
     times: list[tuple[float, float]] = [(0.0, 0.0)] * n
     members: list[Member | None] = [None] * n

@@ -102,20 +102,25 @@ class JupyterLab:
 
     def stop(self) -> None:
         """SIGTERM JupyterLab (it shuts its kernels down), then kill whatever of it is left, by PID."""
-        try:
-            family = [psutil.Process(self.process.pid), *psutil.Process(self.process.pid).children(recursive=True)]
-        except psutil.NoSuchProcess:
-            family = []
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-        _, alive = psutil.wait_procs(family, timeout=10)
-        for proc in alive:
-            proc.kill()
+        stop_process_tree(self.process)
         self._log.close()
+
+
+def stop_process_tree(process: subprocess.Popen) -> None:
+    """SIGTERM a process we started, then kill it and any of its children still alive, by PID (bounded)."""
+    try:
+        family = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        family = []
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+    _, alive = psutil.wait_procs(family, timeout=10)
+    for child in alive:
+        child.kill()
 
 
 @pytest.fixture

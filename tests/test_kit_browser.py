@@ -21,10 +21,9 @@ import urllib.request
 from pathlib import Path
 
 import nbformat
-import psutil
 import pytest
 
-from tests.test_browser import OUTPUT, free_port
+from tests.test_browser import OUTPUT, free_port, stop_process_tree
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 
@@ -60,19 +59,7 @@ class Process:
         pytest.fail(f"{url} did not answer within {timeout} s:\n{self.log()}")
 
     def stop(self) -> None:
-        try:
-            family = [psutil.Process(self.proc.pid), *psutil.Process(self.proc.pid).children(recursive=True)]
-        except psutil.NoSuchProcess:
-            family = []
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        _, alive = psutil.wait_procs(family, timeout=10)
-        for child in alive:
-            child.kill()
+        stop_process_tree(self.proc)
         self._log.close()
 
 
